@@ -1,0 +1,517 @@
+"""Load any common audio format into mono float32 at 16 kHz, with clear errors.
+
+Decoding order: libsndfile (``soundfile``) for WAV, FLAC, OGG/Vorbis/Opus, AIFF and, with
+libsndfile ≥ 1.1, MP3; then ``ffmpeg`` in a subprocess (only the ``file`` and ``pipe``
+protocols, a hard timeout) for everything else (M4A/AAC, MP4, WebM, MP3 on older libsndfile).
+The duration is probed *before* any sample is decoded, so a small file that claims hours is
+refused without allocating hours of samples.
+
+Channel policy: multi-channel audio is mixed down to mono by the mean of the channels, except
+that channels which are entirely digital silence (a dead channel) are left out of the mean, so a
+stereo file with one dead channel is not attenuated by 6 dB. Resampling uses soxr at "VHQ".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from features.errors import (
+    AudioFileNotFoundError,
+    AudioTooLongError,
+    CorruptAudioError,
+    DecodeTimeoutError,
+    EmptyAudioFileError,
+    InvalidSamplesError,
+    NotAudioError,
+    ParameterError,
+    ZeroLengthAudioError,
+)
+
+__all__ = [
+    "Audio",
+    "AudioSource",
+    "TARGET_SR",
+    "DEFAULT_MAX_DURATION_S",
+    "load_audio",
+    "audio_from_signal",
+    "to_mono",
+    "resample",
+    "sniff_format",
+    "probe_duration_s",
+]
+
+#: every stream works on 16 kHz mono float32
+TARGET_SR = 16_000
+#: default refusal limit for one file: 4 hours
+DEFAULT_MAX_DURATION_S = 4 * 3600.0
+#: default wall-clock limit for decoding one file with ffmpeg
+DEFAULT_DECODE_TIMEOUT_S = 120.0
+
+# Magic numbers of the containers we accept. Anything else is "not audio".
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"RIFF", "wav"),
+    (0, b"RF64", "wav"),
+    (0, b"fLaC", "flac"),
+    (0, b"OggS", "ogg"),
+    (0, b"FORM", "aiff"),
+    (0, b"ID3", "mp3"),
+    (4, b"ftyp", "mp4"),
+    (0, b"\x1a\x45\xdf\xa3", "webm"),
+    (0, b"caff", "caf"),
+)
+_SOUNDFILE_FORMATS = {"wav", "flac", "ogg", "aiff", "caf"}
+
+
+@dataclass(frozen=True)
+class AudioSource:
+    """Where an :class:`Audio` came from: the facts a result must carry about its input."""
+
+    path: str
+    sha256: str | None
+    duration_s: float
+    original_sr: int
+    channels: int
+    format: str
+    decoder: str
+    dead_channels: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "duration_s": self.duration_s,
+            "original_sr": self.original_sr,
+            "channels": self.channels,
+            "format": self.format,
+            "decoder": self.decoder,
+            "dead_channels": list(self.dead_channels),
+        }
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono float32 audio at :data:`TARGET_SR` plus its provenance.
+
+    Attributes
+    ----------
+    y : np.ndarray, shape (n,), float32
+        Samples in [-1, 1] (clipped input stays clipped; nothing is normalised).
+    sr : int
+        Sample rate in Hz; always 16000.
+    source : AudioSource
+        File facts (path, sha256, original rate and channels, decoder).
+    """
+
+    y: np.ndarray
+    sr: int
+    source: AudioSource
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.y) / float(self.sr)
+
+    @property
+    def name(self) -> str:
+        return self.source.path
+
+    def crop(self, start_s: float, end_s: float) -> np.ndarray:
+        """Samples of ``[start_s, end_s)``, clamped to the signal."""
+        i0 = max(0, int(round(start_s * self.sr)))
+        i1 = min(len(self.y), int(round(end_s * self.sr)))
+        return self.y[i0:max(i0, i1)]
+
+
+# --------------------------------------------------------------------------------------------
+# pure signal helpers
+# --------------------------------------------------------------------------------------------
+
+def to_mono(y: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Mix ``(n, channels)`` down to ``(n,)`` by the mean of the live channels.
+
+    Returns the mono signal and the indices of dead (all-zero) channels that were left out.
+    """
+    if y.ndim == 1:
+        return y, ()
+    if y.ndim != 2:
+        raise ParameterError(f"audio must have shape (n,) or (n, channels); got {y.shape}")
+    if y.shape[1] == 1:
+        return y[:, 0], ()
+    peak = np.max(np.abs(y), axis=0) if y.shape[0] else np.zeros(y.shape[1])
+    dead = tuple(int(i) for i in np.flatnonzero(peak == 0))
+    live = [i for i in range(y.shape[1]) if i not in dead]
+    if not live:  # all silent: any channel will do
+        return y[:, 0], ()
+    return y[:, live].mean(axis=1, dtype=np.float64), dead if len(live) < y.shape[1] else ()
+
+
+def resample(y: np.ndarray, orig_sr: int, target_sr: int = TARGET_SR) -> np.ndarray:
+    """Resample with soxr (very high quality); a no-op when the rates agree."""
+    if orig_sr <= 0:
+        raise ParameterError(f"sample rate must be positive; got {orig_sr} Hz")
+    if orig_sr == target_sr or len(y) == 0:
+        return y.astype(np.float32, copy=False)
+    import soxr
+
+    return soxr.resample(y.astype(np.float32, copy=False), orig_sr, target_sr, quality="VHQ")
+
+
+def _as_float(y: np.ndarray) -> np.ndarray:
+    """Integer PCM → float in [-1, 1]; floats pass through as float64."""
+    y = np.asarray(y)
+    if np.issubdtype(y.dtype, np.integer):
+        info = np.iinfo(y.dtype)
+        scale = float(max(abs(info.min), info.max))
+        if info.min == 0:  # unsigned (8-bit WAV)
+            return (y.astype(np.float64) - (info.max + 1) / 2) / ((info.max + 1) / 2)
+        return y.astype(np.float64) / scale
+    if np.issubdtype(y.dtype, np.floating):
+        return y.astype(np.float64, copy=False)
+    raise ParameterError(f"audio samples must be integer or floating point; got dtype {y.dtype}")
+
+
+def audio_from_signal(
+    y: np.ndarray,
+    sr: int,
+    *,
+    name: str = "<signal>",
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    _decoder: str = "array",
+    _format: str = "array",
+    _sha256: str | None = None,
+) -> Audio:
+    """Validate an in-memory signal and bring it to mono float32 16 kHz.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,) or (n, channels)
+        Samples; int16/int32/uint8 are scaled to [-1, 1], floats are taken as they are.
+    sr : int
+        Sample rate of ``y`` in Hz, > 0.
+    name : str
+        Name used in error messages and in the result's source.
+    max_duration_s : float
+        Longer signals raise :class:`AudioTooLongError`.
+
+    Raises
+    ------
+    ZeroLengthAudioError
+        ``y`` holds no samples.
+    InvalidSamplesError
+        ``y`` contains NaN or infinite values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = audio_from_signal(np.zeros((8000, 2), dtype=np.int16), 8000)
+    >>> a.sr, a.y.shape
+    (16000, (16000,))
+    """
+    if not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ParameterError(f"{name}: sample rate must be a positive integer; got {sr!r}")
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[0] < arr.shape[1] and arr.shape[0] <= 8:
+        arr = arr.T  # (channels, n) as librosa gives it → (n, channels)
+    n_channels = 1 if arr.ndim == 1 else int(arr.shape[1])
+    if arr.size == 0 or arr.shape[0] == 0:
+        raise ZeroLengthAudioError(name, "the audio holds no samples (zero length)")
+    duration_s = arr.shape[0] / float(sr)
+    if duration_s > max_duration_s:
+        raise AudioTooLongError(
+            name, f"duration {duration_s:.1f} s exceeds the limit of {max_duration_s:.0f} s "
+            "(set audio.max_duration_s to raise it)")
+    arr = _as_float(arr)
+    if not np.all(np.isfinite(arr)):
+        n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise InvalidSamplesError(
+            name, f"{n_bad} samples are NaN or infinite; audio must be finite")
+    mono, dead = to_mono(arr)
+    out = resample(np.asarray(mono, dtype=np.float32), int(sr)).astype(np.float32, copy=False)
+    np.clip(out, -1.0, 1.0, out=out)  # resampling overshoot on clipped input
+    warnings: list[str] = []
+    if dead:
+        warnings.append(f"channels {list(dead)} are silent and were left out of the mix-down")
+    peak = float(np.max(np.abs(arr))) if arr.size else 0.0
+    if peak >= 0.999:
+        clipped = float(np.mean(np.abs(arr) >= 0.999))
+        if clipped > 0.001:
+            warnings.append(f"{clipped:.1%} of samples are at full scale (clipped input)")
+    source = AudioSource(
+        path=str(name), sha256=_sha256, duration_s=duration_s, original_sr=int(sr),
+        channels=n_channels, format=_format, decoder=_decoder, dead_channels=dead)
+    return Audio(y=out, sr=TARGET_SR, source=source, warnings=tuple(warnings))
+
+
+# --------------------------------------------------------------------------------------------
+# files
+# --------------------------------------------------------------------------------------------
+
+def sniff_format(path: str | os.PathLike[str], head: bytes | None = None) -> str | None:
+    """Container format from the file's first bytes, or ``None`` if it is not audio we accept.
+
+    Text playlists (HLS ``#EXTM3U``, ffmpeg ``ffconcat``) and anything else without a known
+    magic number return ``None``: content decides, never the file name.
+    """
+    if head is None:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    for offset, magic, fmt in _MAGIC:
+        if head[offset:offset + len(magic)] == magic:
+            if fmt == "wav" and head[8:12] not in (b"WAVE",):
+                return None
+            return fmt
+    # MPEG audio frame sync (MP3 without ID3 tag) and ADTS AAC
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
+        return "aac" if (head[1] & 0x06) == 0 and (head[1] & 0xF0) == 0xF0 else "mp3"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _ffmpeg_binary(name: str) -> str | None:
+    return shutil.which(name)
+
+
+def probe_duration_s(path: str | os.PathLike[str], *, timeout_s: float = 20.0) -> float:
+    """Duration in seconds from the container header, without decoding samples.
+
+    Raises
+    ------
+    CorruptAudioError
+        The header cannot be read.
+    """
+    p = Path(path)
+    fmt = sniff_format(p)
+    if fmt in _SOUNDFILE_FORMATS:
+        info = _soundfile_info(p)
+        if info is not None:
+            return info[0] / float(info[1])
+    return _ffprobe(p, timeout_s=timeout_s)[0]
+
+
+def _soundfile_info(path: Path) -> tuple[int, int, int] | None:
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError):
+        return None
+    return int(info.frames), int(info.samplerate), int(info.channels)
+
+
+def _ffprobe(path: Path, *, timeout_s: float) -> tuple[float, int, int]:
+    exe = _ffmpeg_binary("ffprobe")
+    if exe is None:
+        raise CorruptAudioError(
+            str(path), "libsndfile cannot read this format and ffprobe/ffmpeg is not installed "
+            "(install ffmpeg to read MP3/M4A/AAC)")
+    cmd = [exe, "-v", "error", "-protocol_whitelist", "file,pipe", "-show_entries",
+           "stream=sample_rate,channels,codec_type:format=duration", "-of", "json", "--",
+           str(path)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise DecodeTimeoutError(str(path), f"probing the file took longer than {timeout_s:.0f} s"
+                                 ) from exc
+    if proc.returncode != 0:
+        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise CorruptAudioError(str(path), "cannot read the file header"
+                                + (f" ({msg[-1][:200]})" if msg else ""))
+    try:
+        data = json.loads(proc.stdout or b"{}")
+        audio_streams = [s for s in data.get("streams", []) if s.get("codec_type") == "audio"]
+        if not audio_streams:
+            raise NotAudioError(str(path), "the file holds no audio stream")
+        sr = int(audio_streams[0]["sample_rate"])
+        ch = int(audio_streams[0].get("channels", 1))
+        duration = float(data.get("format", {}).get("duration", "nan"))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CorruptAudioError(str(path), "the file header gives no duration or sample rate"
+                                ) from exc
+    if not np.isfinite(duration):
+        raise CorruptAudioError(str(path), "the file header gives no duration")
+    return duration, sr, ch
+
+
+def _decode_soundfile(path: Path, frames: int) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    try:
+        y, sr = sf.read(str(path), dtype="float32", always_2d=True, frames=frames)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise CorruptAudioError(str(path), f"cannot decode the audio ({exc})") from exc
+    return y, int(sr)
+
+
+def _decode_ffmpeg(path: Path, sr: int, channels: int, max_samples: int,
+                   timeout_s: float) -> np.ndarray:
+    exe = _ffmpeg_binary("ffmpeg")
+    if exe is None:
+        raise CorruptAudioError(str(path), "this format needs ffmpeg, which is not installed")
+    cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-protocol_whitelist",
+           "file,pipe", "-i", str(path), "-map", "0:a:0", "-vn", "-f", "f32le",
+           "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sr), "pipe:1"]
+    limit_bytes = (max_samples + sr) * channels * 4
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
+        raise CorruptAudioError(str(path), f"cannot start ffmpeg ({exc})") from exc
+    try:
+        out, err = _bounded_communicate(proc, limit_bytes, timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        proc.kill()
+        proc.wait()
+        raise DecodeTimeoutError(str(path), f"decoding took longer than {timeout_s:.0f} s"
+                                 ) from exc
+    if out is None:
+        raise AudioTooLongError(str(path), "the decoded audio is longer than its header claims "
+                                "and exceeds the duration limit")
+    if proc.returncode != 0 and not out:
+        msg = err.decode("utf-8", "replace").strip().splitlines()
+        raise CorruptAudioError(str(path), "cannot decode the audio"
+                                + (f" ({msg[-1][:200]})" if msg else ""))
+    y = np.frombuffer(out[: len(out) - len(out) % (4 * channels)], dtype="<f4")
+    return y.reshape(-1, channels)
+
+
+def _bounded_communicate(proc: subprocess.Popen[bytes], limit_bytes: int,
+                         timeout_s: float) -> tuple[bytes | None, bytes]:
+    """Read stdout up to ``limit_bytes``; ``None`` when the limit is passed (process killed)."""
+    import threading
+    import time
+
+    chunks: list[bytes] = []
+    total = 0
+    err_chunks: list[bytes] = []
+    assert proc.stdout is not None and proc.stderr is not None
+    stderr = proc.stderr
+
+    def _drain_stderr() -> None:
+        err_chunks.append(stderr.read(1 << 16))
+
+    t = threading.Thread(target=_drain_stderr, daemon=True)
+    t.start()
+    deadline = time.monotonic() + timeout_s
+    timer = threading.Timer(timeout_s, proc.kill)
+    timer.start()
+    try:
+        while True:
+            block = proc.stdout.read(1 << 16)
+            if not block:
+                break
+            total += len(block)
+            if total > limit_bytes:
+                proc.kill()
+                proc.wait()
+                return None, b""
+            chunks.append(block)
+        proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    finally:
+        timer.cancel()
+    if time.monotonic() >= deadline and proc.returncode not in (0, None):
+        raise subprocess.TimeoutExpired(proc.args, timeout_s)
+    t.join(timeout=1.0)
+    return b"".join(chunks), b"".join(err_chunks)
+
+
+def load_audio(
+    path: str | os.PathLike[str],
+    *,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    timeout_s: float = DEFAULT_DECODE_TIMEOUT_S,
+    hash_file: bool = True,
+) -> Audio:
+    """Read an audio file into mono float32 at 16 kHz.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        WAV, FLAC, OGG, AIFF, MP3, M4A/AAC, WebM or anything else ffmpeg decodes, recognised by
+        content (magic bytes), never by extension.
+    max_duration_s : float
+        Files whose header claims more are refused before decoding.
+    timeout_s : float
+        Hard wall-clock limit for the ffmpeg decoder.
+    hash_file : bool
+        Compute the file's sha256 for the result's provenance.
+
+    Returns
+    -------
+    Audio
+
+    Raises
+    ------
+    AudioFileNotFoundError, EmptyAudioFileError, NotAudioError, CorruptAudioError,
+    ZeroLengthAudioError, InvalidSamplesError, AudioTooLongError, DecodeTimeoutError
+        Each message names the file and the problem.
+
+    Examples
+    --------
+    >>> a = load_audio("examples/jfk.flac")  # doctest: +SKIP
+    >>> a.sr, round(a.duration_s, 1)  # doctest: +SKIP
+    (16000, 11.0)
+    """
+    p = Path(path)
+    name = str(path)
+    if not p.exists():
+        raise AudioFileNotFoundError(name, "file not found")
+    if p.is_dir():
+        raise NotAudioError(name, "is a directory, not an audio file")
+    size = p.stat().st_size
+    if size == 0:
+        raise EmptyAudioFileError(name, "the file is empty (0 bytes)")
+    with open(p, "rb") as fh:
+        head = fh.read(64)
+    fmt = sniff_format(p, head)
+    if fmt is None:
+        raise NotAudioError(
+            name, "not a recognised audio file (content is not WAV, FLAC, OGG, AIFF, MP3, "
+            "MP4/M4A, AAC or WebM)")
+    digest = _sha256(p) if hash_file else None
+
+    y: np.ndarray | None = None
+    decoder = ""
+    if fmt in _SOUNDFILE_FORMATS or fmt == "mp3":
+        info = _soundfile_info(p)
+        if info is not None:
+            frames, sr, channels = info
+            if sr <= 0:
+                raise CorruptAudioError(name, f"header gives an invalid sample rate ({sr} Hz)")
+            duration = frames / float(sr)
+            if duration > max_duration_s:
+                raise AudioTooLongError(
+                    name, f"header says {duration:.1f} s, over the limit of "
+                    f"{max_duration_s:.0f} s (set audio.max_duration_s to raise it)")
+            # never trust the header's frame count for an allocation larger than the file allows
+            y, sr = _decode_soundfile(p, frames=-1 if frames <= size else frames)
+            decoder = "soundfile"
+        elif fmt in _SOUNDFILE_FORMATS and fmt != "ogg" and _ffmpeg_binary("ffmpeg") is None:
+            raise CorruptAudioError(name, f"the {fmt.upper()} file is truncated or corrupt")
+    if y is None:
+        duration, sr, channels = _ffprobe(p, timeout_s=min(timeout_s, 30.0))
+        if duration > max_duration_s:
+            raise AudioTooLongError(
+                name, f"header says {duration:.1f} s, over the limit of {max_duration_s:.0f} s "
+                "(set audio.max_duration_s to raise it)")
+        channels = max(1, min(int(channels), 8))
+        y = _decode_ffmpeg(p, sr=sr, channels=channels,
+                           max_samples=int(max_duration_s * sr), timeout_s=timeout_s)
+        decoder = "ffmpeg"
+    if y.shape[0] == 0:
+        raise ZeroLengthAudioError(name, "the file decodes to zero samples")
+    return audio_from_signal(y, sr, name=name, max_duration_s=max_duration_s,
+                             _decoder=decoder, _format=fmt, _sha256=digest)

@@ -1,0 +1,197 @@
+"""Configuration: pydantic models, TOML loading, dotted overrides.
+
+Config is data: it serialises, round-trips exactly, and unknown keys are errors. Components
+are chosen from allow-lists (``Literal`` fields), never imported by a string from the file.
+
+Examples
+--------
+>>> cfg = load_config(overrides=["segments.max_segment_s=8"])
+>>> cfg.segments.max_segment_s
+8.0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from features.emotion import EmotionConfig
+from features.errors import ConfigError
+from features.prosody import ProsodyConfig
+from features.segments import SegmentsConfig
+from features.sentiment import SentimentConfig
+from features.transcript import TranscriptConfig
+
+__all__ = [
+    "AudioConfig",
+    "FusionConfig",
+    "RuntimeConfig",
+    "Config",
+    "load_config",
+    "config_dir",
+    "default_config_path",
+    "parse_override",
+]
+
+
+def config_dir() -> Path:
+    """The project's ``configs/`` folder (shipped inside the package as ``fusion/configs``)."""
+    return Path(__file__).resolve().parent / "configs"
+
+
+def default_config_path() -> Path:
+    return config_dir() / "default.toml"
+
+
+class AudioConfig(BaseModel):
+    """Audio input limits (config section ``[audio]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_duration_s: float = Field(4 * 3600.0, gt=0, description="longer files are refused")
+    decode_timeout_s: float = Field(120.0, gt=0, description="hard limit for ffmpeg decoding")
+    min_speech_s: float = Field(
+        2.0, ge=0, description="less detected speech → status 'insufficient speech', no scores")
+
+
+class FusionConfig(BaseModel):
+    """Fusion model and score summaries (config section ``[fusion]``)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    enabled: bool = True
+    model: str = Field("prior", description="'prior' (the literature prior) or a model JSON path")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="'time above threshold' cut-off")
+    speaker_profile: str | None = Field(
+        None, description="speaker baseline JSON (vocalfusion baseline build); None = session")
+    population_norms: str | None = Field(
+        None, description="population reference JSON; None = the bundled norms")
+
+
+class RuntimeConfig(BaseModel):
+    """Threads and parallelism (config section ``[runtime]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_threads: int = Field(2, ge=1, le=256, description="thread budget for the whole process")
+    parallel_streams: bool = Field(True, description="run independent streams concurrently")
+    offline: bool | None = Field(
+        None, description="never contact a model hub; None = honour HF_HUB_OFFLINE")
+
+
+class Config(BaseModel):
+    """The whole engine configuration. Every field has a default; see ``configs/default.toml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    prosody: ProsodyConfig = Field(default_factory=ProsodyConfig)
+    emotion: EmotionConfig = Field(default_factory=EmotionConfig)
+    transcript: TranscriptConfig = Field(default_factory=TranscriptConfig)
+    sentiment: SentimentConfig = Field(default_factory=SentimentConfig)
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def config_hash(self) -> str:
+        """sha256 (first 16 hex digits) of the canonical JSON of this config."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def with_overrides(self, overrides: Iterable[str] | Mapping[str, Any]) -> Config:
+        """A new config with dotted-key overrides applied (``"segments.max_segment_s=8"``)."""
+        data = self.to_dict()
+        items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override,
+                                                                             overrides)
+        for key, value in items:
+            _set_dotted(data, key, value)
+        return _validate(data, source="overrides")
+
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"a.b=value"`` → ``("a.b", value)``; the value is read as TOML, else as a string."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    raw = raw.strip()
+    if not key:
+        raise ConfigError(f"override {text!r} has no key")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r} in override "
+                              f"{key!r}; valid sections: {', '.join(sorted(data))}")
+        node = node[part]
+    if not isinstance(node, dict) or parts[-1] not in node:
+        valid = ", ".join(sorted(node)) if isinstance(node, dict) else ""
+        raise ConfigError(f"unknown config key {key!r}; valid keys here: {valid}")
+    node[parts[-1]] = value
+
+
+def _validate(data: Mapping[str, Any], *, source: str) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown key {loc!r}")
+            else:
+                problems.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(f"{source}: invalid configuration: " + "; ".join(problems)) from None
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+) -> Config:
+    """Load a TOML config (default: ``configs/default.toml``) and apply overrides.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A TOML file; sections and keys not given keep their defaults; unknown keys are errors.
+    overrides : iterable of "section.key=value" or mapping of dotted key → value, optional
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, TOML syntax error, unknown key or invalid value (named in the message).
+    """
+    p = Path(path) if path is not None else default_config_path()
+    if p.suffix.lower() not in (".toml",):
+        raise ConfigError(f"{p}: config files are TOML (.toml); got {p.suffix or 'no suffix'!r}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    cfg = _validate(data, source=str(p))
+    if overrides:
+        cfg = cfg.with_overrides(overrides)
+    return cfg

@@ -1,0 +1,279 @@
+"""Result models (pydantic v2): session → segments → per-stream measurements and scores.
+
+These models are the JSON schema of saved results and of the HTTP API. ``SessionResult``
+round-trips through JSON exactly, and :meth:`SessionResult.to_dataframe` gives one row per
+segment indexed by ``MultiIndex(file, start, end)`` (``Timedelta`` levels), as audinterface and
+opensmile do, so eGeMAPS tables join onto ours.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.emotion import EmotionMeasures
+from features.prosody import ProsodyMeasures
+from features.sentiment import SentimentMeasures
+from features.stream import Provenance, StreamStatus
+from features.transcript import SegmentTranscript
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SessionStatus",
+    "SourceInfo",
+    "StreamInfo",
+    "ScoreDetail",
+    "SegmentScores",
+    "ScoreSummary",
+    "SessionSummary",
+    "FusionInfo",
+    "SegmentResult",
+    "SessionResult",
+]
+
+SCHEMA_VERSION = "1.0"
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+
+class SessionStatus(StrEnum):
+    OK = "ok"
+    INSUFFICIENT_SPEECH = "insufficient speech"
+
+
+class SourceInfo(BaseModel):
+    """The analysed input."""
+
+    model_config = _FROZEN
+
+    path: str
+    sha256: str | None = None
+    duration_s: float
+    original_sr: int
+    channels: int
+    format: str
+    decoder: str
+    dead_channels: list[int] = Field(default_factory=list)
+
+
+class StreamInfo(BaseModel):
+    """How one stream fared on this file."""
+
+    model_config = _FROZEN
+
+    status: StreamStatus
+    reason: str | None = None
+    provenance: Provenance | None = None
+    warnings: list[str] = Field(default_factory=list)
+    elapsed_s: float | None = None
+    session: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScoreDetail(BaseModel):
+    """One fused score of one segment, with its explanation.
+
+    ``logit = sum(contributions.values())`` (the intercept is the ``"intercept"`` entry), and
+    ``value = sigmoid(logit)`` for the prior model (a calibrated model maps it further).
+    """
+
+    model_config = _FROZEN
+
+    value: float | None = Field(description="score in [0, 1]; None when no evidence")
+    logit: float | None = None
+    confidence: float = Field(0.0, ge=0.0, le=1.0)
+    contributions: dict[str, float] = Field(
+        default_factory=dict, description="signed log-odds per stream (+ 'intercept')")
+    feature_contributions: dict[str, float] = Field(
+        default_factory=dict, description="signed log-odds per input feature")
+
+
+class SegmentScores(BaseModel):
+    model_config = _FROZEN
+
+    stress: ScoreDetail
+    depression: ScoreDetail
+    features_speaker_z: dict[str, float | None] = Field(
+        default_factory=dict, description="features z-scored against the speaker baseline")
+    features_population_z: dict[str, float | None] = Field(
+        default_factory=dict, description="features z-scored against population norms")
+
+
+class ScoreSummary(BaseModel):
+    model_config = _FROZEN
+
+    mean: float | None = Field(description="duration-weighted mean over scored segments")
+    p90: float | None = None
+    peak: float | None = None
+    peak_segment: int | None = None
+    fraction_above_threshold: float | None = Field(None, description="of scored speech time")
+    threshold: float = 0.5
+    trend_per_min: float | None = Field(None, description="least-squares slope, score units/min")
+    mean_confidence: float | None = None
+
+
+class FusionInfo(BaseModel):
+    """Which fusion model made the scores, and how far to trust it."""
+
+    model_config = _FROZEN
+
+    model_name: str
+    model_path: str | None = None
+    calibrated: bool
+    calibration_status: str = Field(description="plain words, e.g. 'prior — not calibrated "
+                                    "on labelled data'")
+    model_sha256: str | None = None
+
+
+class SessionSummary(BaseModel):
+    model_config = _FROZEN
+
+    speech_s: float
+    n_segments: int
+    stress: ScoreSummary | None = None
+    depression: ScoreSummary | None = None
+    coverage: dict[str, float] = Field(
+        default_factory=dict, description="fraction of speech time each stream measured")
+
+
+class SegmentResult(BaseModel):
+    """Everything measured inside ``[start_s, end_s)``."""
+
+    model_config = _FROZEN
+
+    index: int
+    start_s: float
+    end_s: float
+    prosody: ProsodyMeasures | None = None
+    emotion: EmotionMeasures | None = None
+    transcript: SegmentTranscript | None = None
+    sentiment: SentimentMeasures | None = None
+    scores: SegmentScores | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+class SessionResult(BaseModel):
+    """The analysis of one recording."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    schema_version: str = SCHEMA_VERSION
+    package_version: str
+    analysed_at: datetime
+    status: SessionStatus
+    source: SourceInfo
+    segments: list[SegmentResult]
+    streams: dict[str, StreamInfo]
+    fusion: FusionInfo | None = None
+    summary: SessionSummary | None = None
+    speaker_id: str | None = None
+    config: dict[str, Any]
+    config_hash: str
+    warnings: list[str] = Field(default_factory=list)
+
+    # ---------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (NaN never appears: missing values are ``None``)."""
+        return self.model_dump(mode="json")
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return self.model_dump_json(indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> SessionResult:
+        return cls.model_validate_json(text)
+
+    # ---------------------------------------------------------------- tables
+    def segment_records(self) -> list[dict[str, Any]]:
+        """One flat dict per segment: ``file, start_s, end_s`` then every measure."""
+        return [_flatten_segment(self.source.path, seg) for seg in self.segments]
+
+    def to_dataframe(self) -> Any:
+        """Segment table indexed by ``MultiIndex(file, start, end)`` with Timedelta levels.
+
+        Columns: prosody measures by their names (``f0_mean_hz`` …), ``emotion_<label>``
+        probabilities, ``sentiment_*``, ``text``/``word_count``, ``stress``,
+        ``stress_confidence``, ``depression_probability``, ``depression_confidence``.
+        Missing values are NaN.
+        """
+        import pandas as pd
+
+        records = self.segment_records()
+        index = pd.MultiIndex.from_arrays(
+            [
+                [r.pop("file") for r in records],
+                pd.to_timedelta([r.pop("start_s") for r in records], unit="s"),
+                pd.to_timedelta([r.pop("end_s") for r in records], unit="s"),
+            ],
+            names=["file", "start", "end"],
+        )
+        df = pd.DataFrame.from_records(records, index=index)
+        return df
+
+    def session_record(self) -> dict[str, Any]:
+        """One flat dict for the whole session (used by batch ``sessions.parquet``)."""
+        s = self.summary
+        rec: dict[str, Any] = {
+            "file": self.source.path,
+            "sha256": self.source.sha256,
+            "duration_s": self.source.duration_s,
+            "status": str(self.status),
+            "n_segments": len(self.segments),
+            "speech_s": s.speech_s if s else 0.0,
+            "config_hash": self.config_hash,
+            "package_version": self.package_version,
+            "fusion_model": self.fusion.model_name if self.fusion else None,
+            "calibration_status": self.fusion.calibration_status if self.fusion else None,
+        }
+        for target in ("stress", "depression"):
+            summ = getattr(s, target) if s else None
+            for key in ("mean", "p90", "peak", "fraction_above_threshold", "trend_per_min",
+                        "mean_confidence"):
+                rec[f"{target}_{key}"] = getattr(summ, key) if summ else None
+        for name, info in self.streams.items():
+            rec[f"{name}_status"] = str(info.status)
+        return rec
+
+
+def _num(v: Any) -> Any:
+    if v is None:
+        return math.nan
+    return v
+
+
+def _flatten_segment(file: str, seg: SegmentResult) -> dict[str, Any]:
+    rec: dict[str, Any] = {"file": file, "start_s": seg.start_s, "end_s": seg.end_s,
+                           "segment": seg.index, "duration_s": round(seg.end_s - seg.start_s, 6)}
+    if seg.prosody is not None:
+        for k, v in seg.prosody.model_dump(exclude={"missing"}).items():
+            rec[k] = _num(v)
+    if seg.emotion is not None:
+        for label, p in seg.emotion.probabilities.items():
+            rec[f"emotion_{label}"] = p
+        rec["emotion_top"] = seg.emotion.top_label
+        rec["emotion_entropy_bits"] = _num(seg.emotion.entropy_bits)
+        for dim in ("arousal", "valence", "dominance"):
+            val = getattr(seg.emotion, dim)
+            if val is not None:
+                rec[f"emotion_{dim}"] = val
+    if seg.transcript is not None:
+        rec["text"] = seg.transcript.text
+        rec["word_count"] = seg.transcript.word_count
+        rec["words_per_min"] = _num(seg.transcript.words_per_min)
+    if seg.sentiment is not None:
+        for k, v in seg.sentiment.model_dump().items():
+            if k == "word_count":
+                continue
+            rec[f"sentiment_{k}"] = _num(v) if k != "label" else v
+    if seg.scores is not None:
+        rec["stress"] = _num(seg.scores.stress.value)
+        rec["stress_confidence"] = seg.scores.stress.confidence
+        rec["depression_probability"] = _num(seg.scores.depression.value)
+        rec["depression_confidence"] = seg.scores.depression.confidence
+    return rec
