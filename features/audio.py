@@ -67,6 +67,7 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\x1a\x45\xdf\xa3", "webm"),
     (0, b"caff", "caf"),
 )
+_HEAD_BYTES = 4096
 _SOUNDFILE_FORMATS = {"wav", "flac", "ogg", "aiff", "caf"}
 
 
@@ -262,16 +263,44 @@ def sniff_format(path: str | os.PathLike[str], head: bytes | None = None) -> str
     """
     if head is None:
         with open(path, "rb") as fh:
-            head = fh.read(64)
+            head = fh.read(_HEAD_BYTES)
     for offset, magic, fmt in _MAGIC:
         if head[offset:offset + len(magic)] == magic:
             if fmt == "wav" and head[8:12] not in (b"WAVE",):
                 return None
             return fmt
-    # MPEG audio frame sync (MP3 without ID3 tag) and ADTS AAC
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        return "aac" if (head[1] & 0x06) == 0 and (head[1] & 0xF0) == 0xF0 else "mp3"
+    # ADTS AAC: 12-bit sync, layer 00, valid sampling-frequency index
+    if len(head) >= 7 and head[0] == 0xFF and (head[1] & 0xF6) == 0xF0 \
+            and ((head[2] >> 2) & 0x0F) < 13:
+        return "aac"
+    # MPEG audio without ID3 tag: a valid frame header followed by a second one
+    if _mpeg_frame_length(head, 0):
+        n = _mpeg_frame_length(head, 0)
+        if len(head) < n + 4 or _mpeg_frame_length(head, n):
+            return "mp3"
     return None
+
+
+_MPEG1_L3_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+_MPEG2_L3_KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+
+
+def _mpeg_frame_length(buf: bytes, i: int) -> int:
+    """Length in bytes of the MPEG layer III frame whose header starts at ``buf[i]``; 0 if none."""
+    if len(buf) < i + 4 or buf[i] != 0xFF or (buf[i + 1] & 0xE0) != 0xE0:
+        return 0
+    version = (buf[i + 1] >> 3) & 0x03  # 3 = MPEG1, 2 = MPEG2, 0 = MPEG2.5, 1 reserved
+    layer = (buf[i + 1] >> 1) & 0x03  # 1 = layer III
+    bitrate_idx = buf[i + 2] >> 4
+    sr_idx = (buf[i + 2] >> 2) & 0x03
+    padding = (buf[i + 2] >> 1) & 0x01
+    if version == 1 or layer != 1 or bitrate_idx in (0, 15) or sr_idx == 3:
+        return 0
+    base_sr = (44100, 48000, 32000)[sr_idx]
+    sr = base_sr if version == 3 else base_sr // (2 if version == 2 else 4)
+    kbps = (_MPEG1_L3_KBPS if version == 3 else _MPEG2_L3_KBPS)[bitrate_idx]
+    coef = 144 if version == 3 else 72
+    return coef * kbps * 1000 // sr + padding
 
 
 def _sha256(path: Path) -> str:
@@ -313,6 +342,14 @@ def _soundfile_info(path: Path) -> tuple[int, int, int] | None:
     return int(info.frames), int(info.samplerate), int(info.channels)
 
 
+def _tool_message(stderr: bytes, path: Path) -> str:
+    """Last line of a tool's stderr, without the file's full path (never leak server paths)."""
+    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+    if not lines:
+        return ""
+    return " (" + lines[-1].replace(str(path), path.name)[:200] + ")"
+
+
 def _ffprobe(path: Path, *, timeout_s: float) -> tuple[float, int, int]:
     exe = _ffmpeg_binary("ffprobe")
     if exe is None:
@@ -328,9 +365,8 @@ def _ffprobe(path: Path, *, timeout_s: float) -> tuple[float, int, int]:
         raise DecodeTimeoutError(str(path), f"probing the file took longer than {timeout_s:.0f} s"
                                  ) from exc
     if proc.returncode != 0:
-        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise CorruptAudioError(str(path), "cannot read the file header"
-                                + (f" ({msg[-1][:200]})" if msg else ""))
+                                + _tool_message(proc.stderr, path))
     try:
         data = json.loads(proc.stdout or b"{}")
         audio_streams = [s for s in data.get("streams", []) if s.get("codec_type") == "audio"]
@@ -353,7 +389,8 @@ def _decode_soundfile(path: Path, frames: int) -> tuple[np.ndarray, int]:
     try:
         y, sr = sf.read(str(path), dtype="float32", always_2d=True, frames=frames)
     except (RuntimeError, sf.LibsndfileError) as exc:
-        raise CorruptAudioError(str(path), f"cannot decode the audio ({exc})") from exc
+        detail = str(exc).replace(str(path), path.name)[:200]
+        raise CorruptAudioError(str(path), f"cannot decode the audio ({detail})") from exc
     return y, int(sr)
 
 
@@ -381,9 +418,8 @@ def _decode_ffmpeg(path: Path, sr: int, channels: int, max_samples: int,
         raise AudioTooLongError(str(path), "the decoded audio is longer than its header claims "
                                 "and exceeds the duration limit")
     if proc.returncode != 0 and not out:
-        msg = err.decode("utf-8", "replace").strip().splitlines()
         raise CorruptAudioError(str(path), "cannot decode the audio"
-                                + (f" ({msg[-1][:200]})" if msg else ""))
+                                + _tool_message(err, path))
     y = np.frombuffer(out[: len(out) - len(out) % (4 * channels)], dtype="<f4")
     return y.reshape(-1, channels)
 
@@ -475,7 +511,7 @@ def load_audio(
     if size == 0:
         raise EmptyAudioFileError(name, "the file is empty (0 bytes)")
     with open(p, "rb") as fh:
-        head = fh.read(64)
+        head = fh.read(_HEAD_BYTES)
     fmt = sniff_format(p, head)
     if fmt is None:
         raise NotAudioError(

@@ -6,8 +6,8 @@ Segments are the unit of every score. Three policies:
     Silero VAD (the ONNX model that the ``silero-vad`` package ships, run here with
     onnxruntime and numpy, so segmentation does not import torch) → speech regions; gaps
     shorter than ``merge_gap_s`` are merged, regions longer than ``max_segment_s`` are split
-    at their quietest point, fragments shorter than ``min_segment_s`` are merged into a
-    neighbour when the gap allows or dropped otherwise.
+    at their quietest point, fragments shorter than ``min_segment_s`` join the nearer
+    neighbour within ``max(merge_gap_s, min_segment_s)`` or are dropped.
 ``fixed``
     ``window_s`` windows with ``hop_s`` hop over the whole file (as older tools do), regardless
     of speech.
@@ -283,27 +283,27 @@ def postprocess_regions(
         cut = _quietest_point(y, sr, lo, hi) if hi > lo else a + max_segment_s
         stack.append([cut, b])
         stack.append([a, cut])
-    # fragments shorter than min_segment_s: merge into the nearer neighbour if the gap is small
-    out: list[list[float]] = []
-    for a, b in split:
-        if b - a >= min_segment_s:
-            out.append([a, b])
-            continue
-        if out and a - out[-1][1] <= merge_gap_s and (b - out[-1][0]) <= max_segment_s:
-            out[-1][1] = b
-        else:
-            out.append([a, b])  # decided below, once the next neighbour is known
+    # fragments shorter than min_segment_s join the nearer neighbour within reach
+    # (gap ≤ max(merge_gap_s, min_segment_s), merged length ≤ max_segment_s) or are dropped
+    reach = max(merge_gap_s, min_segment_s)
     final: list[list[float]] = []
-    for k, (a, b) in enumerate(out):
+    for k, (a, b) in enumerate(split):
         if b - a >= min_segment_s:
             final.append([a, b])
             continue
-        nxt = out[k + 1] if k + 1 < len(out) else None
-        if nxt is not None and nxt[0] - b <= merge_gap_s and nxt[1] - a <= max_segment_s:
+        prev = final[-1] if final else None
+        nxt = split[k + 1] if k + 1 < len(split) else None
+        gap_prev = a - prev[1] if prev is not None and b - prev[0] <= max_segment_s else None
+        gap_next = nxt[0] - b if nxt is not None and nxt[1] - a <= max_segment_s else None
+        candidates = [(g, side) for g, side in ((gap_prev, "prev"), (gap_next, "next"))
+                      if g is not None and g <= reach]
+        if not candidates:
+            continue  # an isolated short burst (cough, click) is dropped
+        _, side = min(candidates)
+        if side == "prev" and prev is not None:
+            prev[1] = b
+        elif nxt is not None:
             nxt[0] = a
-        elif final and a - final[-1][1] <= merge_gap_s and b - final[-1][0] <= max_segment_s:
-            final[-1][1] = b
-        # else: an isolated short burst (cough, click) is dropped
     return [Segment(round(a, 3), round(b, 3)) for a, b in final if b > a]
 
 

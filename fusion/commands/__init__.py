@@ -1,0 +1,1 @@
+"""Sub-commands of the ``vocalfusion`` CLI; each module has ``register(subparsers)``."""
