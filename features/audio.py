@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from features.errors import (
+    AudioError,
     AudioFileNotFoundError,
     AudioTooLongError,
     CorruptAudioError,
@@ -470,6 +471,7 @@ def load_audio(
     max_duration_s: float = DEFAULT_MAX_DURATION_S,
     timeout_s: float = DEFAULT_DECODE_TIMEOUT_S,
     hash_file: bool = True,
+    isolate: bool = False,
 ) -> Audio:
     """Read an audio file into mono float32 at 16 kHz.
 
@@ -484,6 +486,10 @@ def load_audio(
         Hard wall-clock limit for the ffmpeg decoder.
     hash_file : bool
         Compute the file's sha256 for the result's provenance.
+    isolate : bool
+        Decode in a child process with a hard wall-clock limit of ``timeout_s``: a decoder that
+        hangs or crashes on a crafted file (a C library can be killed by one) costs that file
+        only. The server and the batch runner use this for untrusted input.
 
     Returns
     -------
@@ -518,6 +524,8 @@ def load_audio(
             name, "not a recognised audio file (content is not WAV, FLAC, OGG, AIFF, MP3, "
             "MP4/M4A, AAC or WebM)")
     digest = _sha256(p) if hash_file else None
+    if isolate:
+        return _load_isolated(p, name, fmt, digest, max_duration_s, timeout_s)
 
     y: np.ndarray | None = None
     decoder = ""
@@ -551,3 +559,70 @@ def load_audio(
         raise ZeroLengthAudioError(name, "the file decodes to zero samples")
     return audio_from_signal(y, sr, name=name, max_duration_s=max_duration_s,
                              _decoder=decoder, _format=fmt, _sha256=digest)
+
+
+_ERRORS_BY_CODE: dict[str, type[AudioError]] = {
+    cls.code: cls for cls in (
+        AudioFileNotFoundError, EmptyAudioFileError, NotAudioError, CorruptAudioError,
+        ZeroLengthAudioError, InvalidSamplesError, AudioTooLongError, DecodeTimeoutError)
+}
+
+
+def _load_isolated(p: Path, name: str, fmt: str, digest: str | None, max_duration_s: float,
+                   timeout_s: float) -> Audio:
+    """Decode ``p`` in a child process (see :mod:`features._decode_worker`)."""
+    import signal
+    import sys
+
+    cmd = [sys.executable, "-m", "features._decode_worker", str(p), repr(max_duration_s),
+           repr(timeout_s)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    limit = int(max_duration_s * TARGET_SR + TARGET_SR) * 4 + (1 << 20)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                start_new_session=True)
+    except OSError as exc:
+        raise CorruptAudioError(name, f"cannot start the decoder process ({exc})") from exc
+    try:
+        out, _err = _bounded_communicate(proc, limit, timeout_s + 5.0)
+    except subprocess.TimeoutExpired as exc:
+        _kill_group(proc)
+        raise DecodeTimeoutError(name, f"decoding took longer than {timeout_s:.0f} s") from exc
+    finally:
+        _kill_group(proc)
+    if out is None:
+        raise AudioTooLongError(name, "the decoded audio exceeds the duration limit")
+    if proc.returncode and proc.returncode < 0:
+        sig = signal.Signals(-proc.returncode).name
+        raise CorruptAudioError(name, f"the decoder crashed on this file ({sig})")
+    head, _, body = out.partition(b"\n")
+    try:
+        header = json.loads(head)
+    except ValueError:
+        raise CorruptAudioError(
+            name, f"the decoder failed on this file (exit status {proc.returncode})") from None
+    if not header.get("ok"):
+        cls = _ERRORS_BY_CODE.get(header.get("code"), CorruptAudioError)
+        raise cls(name, str(header.get("problem", "cannot decode the audio")))
+    n = int(header["n"])
+    if len(body) < 4 * n:
+        raise CorruptAudioError(name, "the decoder process returned fewer samples than promised")
+    y = np.frombuffer(body[: 4 * n], dtype="<f4").astype(np.float32)
+    src = header["source"]
+    source = AudioSource(path=name, sha256=digest, duration_s=float(src["duration_s"]),
+                         original_sr=int(src["original_sr"]), channels=int(src["channels"]),
+                         format=fmt, decoder=f"{src['decoder']} (isolated)",
+                         dead_channels=tuple(src["dead_channels"]))
+    return Audio(y=y, sr=TARGET_SR, source=source, warnings=tuple(header.get("warnings", ())))
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+        proc.wait()

@@ -1,0 +1,74 @@
+"""The `vocalfusion` CLI end to end, as a user runs it (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+LIGHT = ["--set", "emotion.enabled=false", "--set", "transcript.enabled=false",
+         "--set", "sentiment.enabled=false"]
+
+
+def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("vocalfusion") or ""
+    cmd = [exe] if exe else [sys.executable, "-m", "fusion.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_analyze_example_writes_json_and_table(tmp_path: Path, jfk_path: Path) -> None:
+    out = _cli("analyze", str(jfk_path), "-o", str(tmp_path), "--format", "csv")
+    assert out.returncode == 0, out.stderr
+    data = json.loads((tmp_path / "jfk.json").read_text())
+    assert data["status"] == "ok" and data["segments"]
+    assert data["streams"]["transcript"]["status"] == "ok"
+    text = " ".join(s["transcript"]["text"] for s in data["segments"] if s["transcript"])
+    assert "country" in text.lower()
+    df = pd.read_csv(tmp_path / "jfk.segments.csv")
+    assert {"file", "start", "end", "f0_mean_hz"} <= set(df.columns)
+    assert "jfk.flac" in out.stdout and "not calibrated" in out.stdout
+
+
+def test_bad_inputs_one_line_each_partial_exit_code(tmp_path: Path, jfk_path: Path) -> None:
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"this is not audio at all" * 10)
+    out = _cli("analyze", str(jfk_path), str(bad), str(tmp_path / "missing.flac"),
+               "-o", str(tmp_path / "o"), "-q", *LIGHT)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "broken.wav: not a recognised audio file" in out.stderr
+    assert "missing.flac: file not found" in out.stderr
+    assert (tmp_path / "o" / "jfk.json").exists()
+
+
+def test_all_bad_exit_3_and_config_error_exit_2(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    out = _cli("analyze", str(empty), "-o", str(tmp_path), *LIGHT)
+    assert out.returncode == 3 and "empty.wav: the file is empty" in out.stderr
+    out = _cli("analyze", str(empty), "--set", "segments.nope=1")
+    assert out.returncode == 2 and "segments.nope" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_folder_input_and_parquet(tmp_path: Path, jfk_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(jfk_path, folder / "a.flac")
+    shutil.copy(jfk_path, folder / "b.flac")
+    out = _cli("analyze", str(folder), "-o", str(tmp_path / "o"), "--format", "parquet", *LIGHT)
+    assert out.returncode == 0, out.stderr
+    a = pd.read_parquet(tmp_path / "o" / "a.segments.parquet")
+    b = pd.read_parquet(tmp_path / "o" / "b.segments.parquet")
+    pd.testing.assert_frame_equal(a.drop(columns=["file"]), b.drop(columns=["file"]))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["analyze", "--help"], ["--version"]])
+def test_help(args: list[str]) -> None:
+    out = _cli(*args)
+    assert out.returncode == 0 and "vocalfusion" in out.stdout
