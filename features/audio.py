@@ -384,6 +384,42 @@ def _ffprobe(path: Path, *, timeout_s: float) -> tuple[float, int, int]:
     return duration, sr, ch
 
 
+def _declared_frames(path: Path, fmt: str, head: bytes) -> int | None:
+    """Frame count the container header promises (WAV data chunk, FLAC STREAMINFO), if any.
+
+    ``None`` when the header does not say (streaming placeholders 0 / 0xFFFFFFFF, RF64, or a
+    layout we do not parse): truncation is then not detectable from the header.
+    """
+    import struct
+
+    if fmt == "flac" and len(head) >= 42 and head[4] & 0x7F == 0:  # STREAMINFO block first
+        info = head[8:42]
+        total = ((info[13] & 0x0F) << 32) | struct.unpack(">I", info[14:18])[0]
+        return total or None
+    if fmt != "wav" or head[:4] != b"RIFF":
+        return None
+    with open(path, "rb") as fh:
+        fh.seek(12)
+        block_align = 0
+        while True:
+            hdr = fh.read(8)
+            if len(hdr) < 8:
+                return None
+            cid, size = hdr[:4], struct.unpack("<I", hdr[4:])[0]
+            if cid == b"fmt ":
+                fmt_chunk = fh.read(min(size, 16))
+                if len(fmt_chunk) < 16:
+                    return None
+                block_align = struct.unpack("<H", fmt_chunk[12:14])[0]
+                fh.seek(size - 16 + (size & 1), os.SEEK_CUR)
+            elif cid == b"data":
+                if size in (0, 0xFFFFFFFF) or block_align <= 0:
+                    return None
+                return size // block_align
+            else:
+                fh.seek(size + (size & 1), os.SEEK_CUR)
+
+
 def _decode_soundfile(path: Path, frames: int) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
@@ -543,6 +579,12 @@ def load_audio(
             # never trust the header's frame count for an allocation larger than the file allows
             y, sr = _decode_soundfile(p, frames=-1 if frames <= size else frames)
             decoder = "soundfile"
+            declared = _declared_frames(p, fmt, head)
+            if declared is not None and y.shape[0] < declared:
+                raise CorruptAudioError(
+                    name, f"truncated: the header says {declared / sr:.2f} s but only "
+                    f"{y.shape[0] / sr:.2f} s are present (repair it, e.g. "
+                    "`ffmpeg -i in.wav out.wav`, to analyse what is there)")
         elif fmt in _SOUNDFILE_FORMATS and fmt != "ogg" and _ffmpeg_binary("ffmpeg") is None:
             raise CorruptAudioError(name, f"the {fmt.upper()} file is truncated or corrupt")
     if y is None:

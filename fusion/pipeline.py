@@ -24,7 +24,7 @@ import numpy as np
 
 from features.audio import Audio, audio_from_signal, load_audio
 from features.errors import ModelUnavailable, ParameterError
-from features.segments import Segment, SileroVAD, segment_audio
+from features.segments import Segment, SegmentsConfig, SileroVAD, segment_audio
 from features.stream import Provenance, Stream, StreamOutput, StreamStatus
 from fusion.config import Config, load_config
 from fusion.schema import (
@@ -92,6 +92,9 @@ class Analyzer:
         self._fuser: Any = None
         #: emotion embeddings (n_segments, dim) of the last processed file, or None
         self.last_embeddings: np.ndarray | None = None
+        #: wall-clock seconds per stage of the last processed file (decode, segments, streams,
+        #: fusion, total); read by benchmarks/pipeline.py
+        self.last_timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ loading
     @property
@@ -164,26 +167,55 @@ class Analyzer:
     def process_file(self, path: str | os.PathLike[str]) -> SessionResult:
         """Analyse one audio file (any common format). Raises an ``AudioError`` for bad input."""
         cfg = self.config_
+        t0 = time.perf_counter()
         audio = load_audio(path, max_duration_s=cfg.audio.max_duration_s,
                            timeout_s=cfg.audio.decode_timeout_s)
-        return self.process_audio(audio)
+        decode_s = time.perf_counter() - t0
+        result = self.process_audio(audio)
+        self.last_timings = {"decode": decode_s, **self.last_timings,
+                             "total": self.last_timings.get("total", 0.0) + decode_s}
+        return result
 
     def process_signal(self, y: np.ndarray, sr: int, *, name: str = "<signal>") -> SessionResult:
         """Analyse an in-memory signal of shape (n,) or (n, channels) at ``sr`` Hz."""
-        audio = audio_from_signal(y, sr, name=name, max_duration_s=self.config_.audio.max_duration_s)
+        audio = audio_from_signal(y, sr, name=name,
+                                  max_duration_s=self.config_.audio.max_duration_s)
         return self.process_audio(audio)
 
-    def process_audio(self, audio: Audio) -> SessionResult:
-        """Analyse an already-loaded :class:`~features.audio.Audio`."""
+    def stream_infos(self) -> dict[str, StreamInfo]:
+        """Status and provenance of every configured stream after :meth:`load`."""
+        self.load()
+        infos = dict(self._unavailable)
+        for name, stream in self._streams.items():
+            infos[name] = StreamInfo(status=StreamStatus.OK, provenance=_safe_provenance(stream))
+        return {k: infos[k] for k in STREAM_REGISTRY if k in infos}
+
+    def fusion_info(self) -> FusionInfo | None:
+        """The loaded fusion model's name and calibration status (``None``: fusion disabled)."""
+        self.load()
+        return self._fuser.info() if self._fuser is not None else None
+
+    def process_audio(self, audio: Audio, *,
+                      segments: SegmentsConfig | None = None) -> SessionResult:
+        """Analyse an already-loaded :class:`~features.audio.Audio`.
+
+        ``segments`` replaces the configured segmentation for this call only (the models are
+        shared); the result's ``config`` and ``config_hash`` record what was used.
+        """
         self.load()
         cfg = self.config_
-        segments = self.segment(audio)
-        speech_s = float(sum(s.duration_s for s in segments))
+        if segments is not None and segments != cfg.segments:
+            cfg = cfg.model_copy(update={"segments": segments})
+        t_start = time.perf_counter()
+        segments_ = self.segment(audio, cfg.segments)
+        t_segments = time.perf_counter()
+        speech_s = float(sum(s.duration_s for s in segments_))
         insufficient = speech_s < cfg.audio.min_speech_s
-        outputs = self._run_streams(audio, segments)
+        outputs = self._run_streams(audio, segments_)
+        t_streams = time.perf_counter()
         emotion_out = outputs.get("emotion")
         self.last_embeddings = emotion_out.session.get("embeddings") if emotion_out else None
-        seg_results = _assemble(segments, outputs)
+        seg_results = _assemble(segments_, outputs)
         stream_infos = {**self._unavailable,
                         **{name: _stream_info(out) for name, out in outputs.items()}}
         stream_infos = {k: stream_infos[k] for k in STREAM_REGISTRY if k in stream_infos}
@@ -202,6 +234,14 @@ class Analyzer:
         else:
             summary = SessionSummary(speech_s=speech_s, n_segments=len(seg_results),
                                      coverage=_coverage(seg_results, speech_s))
+        t_end = time.perf_counter()
+        self.last_timings = {
+            "segments": t_segments - t_start,
+            "streams": t_streams - t_segments,
+            **{f"stream:{n}": float(o.elapsed_s or 0.0) for n, o in outputs.items()},
+            "fusion": t_end - t_streams,
+            "total": t_end - t_start,
+        }
         src = audio.source
         return SessionResult(
             package_version=package_version(),
@@ -220,9 +260,12 @@ class Analyzer:
             warnings=warnings,
         )
 
-    def segment(self, audio: Audio) -> list[Segment]:
-        """Segments of ``audio`` under the configured policy."""
-        return segment_audio(audio.y, audio.sr, self.config_.segments, vad=self._vad)
+    def segment(self, audio: Audio, config: SegmentsConfig | None = None) -> list[Segment]:
+        """Segments of ``audio`` under ``config`` (default: the configured policy)."""
+        cfg = config or self.config_.segments
+        if cfg.policy == "vad" and self._vad is None:
+            self._vad = SileroVAD(num_threads=1).load()
+        return segment_audio(audio.y, audio.sr, cfg, vad=self._vad)
 
     def _run_streams(self, audio: Audio, segments: list[Segment]) -> dict[str, StreamOutput]:
         outputs: dict[str, StreamOutput] = {}

