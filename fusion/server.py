@@ -498,10 +498,11 @@ def _render_report(result: SessionResult) -> str:
     return render(result)
 
 
-#: Content-Security-Policy of reports: nothing may be fetched from anywhere
-REPORT_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-              "script-src 'unsafe-inline'; font-src data:; base-uri 'none'; "
-              "form-action 'none'; frame-ancestors 'none'")
+def _report_csp() -> str:
+    """The report page's own CSP (only its hashed inline script may run), and no framing."""
+    from fusion.report.render import page_assets
+
+    return page_assets()["csp"] + "; frame-ancestors 'none'"
 
 
 # ------------------------------------------------------------------------------------ app
@@ -682,7 +683,7 @@ def create_app(config: Config | None = None, *, settings: ServerSettings | None 
             raise APIError(503, "report_unavailable",
                            "the HTML report renderer is not available in this installation")
         outcome = await state.run_sync(request, options, render=True)
-        return HTMLResponse(outcome.html or "", headers={"Content-Security-Policy": REPORT_CSP})
+        return HTMLResponse(outcome.html or "", headers={"Content-Security-Policy": _report_csp()})
 
     @v1.post("/jobs", response_model=JobInfo, status_code=202, tags=["jobs"],
              responses=_err(*upload_errors), openapi_extra=_upload_body(_AUDIO_DOC))
