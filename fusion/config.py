@@ -17,7 +17,7 @@ import json
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -72,6 +72,8 @@ class FusionConfig(BaseModel):
         None, description="speaker baseline JSON (vocalfusion baseline build); None = session")
     population_norms: str | None = Field(
         None, description="population reference JSON; None = the bundled norms")
+    speaker_sex: Literal["female", "male"] | None = Field(
+        None, description="selects sex-specific population norms; None = sex-independent")
 
 
 class RuntimeConfig(BaseModel):

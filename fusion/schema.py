@@ -77,7 +77,9 @@ class ScoreDetail(BaseModel):
     """One fused score of one segment, with its explanation.
 
     ``logit = sum(contributions.values())`` (the intercept is the ``"intercept"`` entry), and
-    ``value = sigmoid(logit)`` for the prior model (a calibrated model maps it further).
+    ``value = sigmoid(logit)`` for the prior model (a calibrated model maps it further). For a
+    regression head (e.g. a continuous cortisol target) ``logit`` is the prediction in
+    training-SD units and ``value = Φ(logit)`` (the standard normal CDF).
     """
 
     model_config = _FROZEN
