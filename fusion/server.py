@@ -289,8 +289,10 @@ class _ServerState:
             raise APIError(422, "invalid_option", _scrub_text(str(exc), upload, self)) from None
         limit_s = min(max_duration_s, cfg.audio.max_duration_s)
         try:
+            # untrusted media: decoded in a child process with a hard timeout, so a decoder
+            # that hangs or crashes costs this request only
             audio = load_audio(upload.path, max_duration_s=limit_s,
-                               timeout_s=cfg.audio.decode_timeout_s)
+                               timeout_s=cfg.audio.decode_timeout_s, isolate=True)
         except AudioError as exc:
             status = _AUDIO_STATUS.get(exc.code, 422)
             problem = _scrub_text(exc.problem, upload, self)
