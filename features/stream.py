@@ -48,7 +48,7 @@ class StreamOutput(BaseModel):
     """What one stream produced for one file.
 
     ``rows`` has exactly one entry per input segment, in order. An entry is ``None`` when the
-    stream has nothing for that segment (the reason goes in ``row_notes``).
+    stream has nothing for that segment (the stream says why in ``warnings`` or ``session``).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
