@@ -258,6 +258,7 @@ def _flatten_segment(file: str, seg: SegmentResult) -> dict[str, Any]:
     if seg.emotion is not None:
         for label, p in seg.emotion.probabilities.items():
             rec[f"emotion_{label}"] = p
+        rec["emotion_unmapped"] = _num(seg.emotion.unmapped_probability)
         rec["emotion_top"] = seg.emotion.top_label
         rec["emotion_entropy_bits"] = _num(seg.emotion.entropy_bits)
         for dim in ("arousal", "valence", "dominance"):
