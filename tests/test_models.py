@@ -51,6 +51,16 @@ class _NoNetwork:
         return self
 
 
+
+def _go_online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Online mode for this test even when the run started offline (CI sets HF_HUB_OFFLINE=1):
+    huggingface_hub reads the variable once, at import, into its constants."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+
 def _transformers_dir(path: Path, weights: str = "model.safetensors") -> Path:
     """A directory with the *file layout* of a transformers model (contents are not loaded)."""
     path.mkdir(parents=True)
@@ -173,7 +183,7 @@ def test_offline_hub_id_fails_fast_with_remedy_and_no_network(tmp_path, monkeypa
 
 
 def test_runtime_offline_wins_over_environment(monkeypatch) -> None:
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    _go_online(monkeypatch)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     assert is_offline(None) is False and is_offline(True) is True
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -191,7 +201,7 @@ def silent_server():
 
 
 def test_unreachable_hub_fails_within_the_timeout(tmp_path, monkeypatch, silent_server) -> None:
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    _go_online(monkeypatch)
     monkeypatch.setenv("HF_ENDPOINT", silent_server)
     src = resolve_model("org/name", offline=False, cache_dir=tmp_path, setting="emotion.model")
     assert src.origin == "hub-download" and not src.offline
@@ -235,7 +245,7 @@ def test_pickle_only_hub_revision_is_refused_before_download(tmp_path, monkeypat
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        _go_online(monkeypatch)
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
         src = resolve_model("org/old", offline=False, cache_dir=tmp_path,
                             setting="emotion.model")
@@ -369,7 +379,7 @@ def fake_hub(monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeHubHandler)
     server.log = []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    _go_online(monkeypatch)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
     yield server
     server.shutdown()
