@@ -130,7 +130,7 @@ class Analyzer:
             try:
                 stream.load()
             except ModelUnavailable as exc:
-                log.warning("%s stream skipped: %s", name, exc)
+                log.info("%s stream skipped: %s", name, exc)
                 self._unavailable[name] = StreamInfo(
                     status=StreamStatus.SKIPPED, reason=str(exc),
                     provenance=_safe_provenance(stream))
