@@ -105,8 +105,13 @@ class Config(BaseModel):
         return self.model_dump(mode="json")
 
     def config_hash(self) -> str:
-        """sha256 (first 16 hex digits) of the canonical JSON of this config."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        """sha256 (first 16 hex digits) of the canonical JSON of the settings that can change
+        results: ``runtime.num_threads`` and ``runtime.parallel_streams`` change speed only and
+        are left out, so a batch rerun with another ``--workers`` resumes instead of redoing."""
+        data = self.to_dict()
+        data["runtime"] = {k: v for k, v in data["runtime"].items()
+                           if k not in ("num_threads", "parallel_streams")}
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def with_overrides(self, overrides: Iterable[str] | Mapping[str, Any]) -> Config:

@@ -166,15 +166,19 @@ class Analyzer:
     # ------------------------------------------------------------------ processing
     def process_file(self, path: str | os.PathLike[str]) -> SessionResult:
         """Analyse one audio file (any common format). Raises an ``AudioError`` for bad input."""
-        cfg = self.config_
         t0 = time.perf_counter()
-        audio = load_audio(path, max_duration_s=cfg.audio.max_duration_s,
-                           timeout_s=cfg.audio.decode_timeout_s)
+        audio = self.read_audio(path)
         decode_s = time.perf_counter() - t0
         result = self.process_audio(audio)
         self.last_timings = {"decode": decode_s, **self.last_timings,
                              "total": self.last_timings.get("total", 0.0) + decode_s}
         return result
+
+    def read_audio(self, path: str | os.PathLike[str], *, isolate: bool = False) -> Audio:
+        """Decode ``path`` under this config's limits, exactly as :meth:`process_file` does."""
+        cfg = self.config_
+        return load_audio(path, max_duration_s=cfg.audio.max_duration_s,
+                          timeout_s=cfg.audio.decode_timeout_s, isolate=isolate)
 
     def process_signal(self, y: np.ndarray, sr: int, *, name: str = "<signal>") -> SessionResult:
         """Analyse an in-memory signal of shape (n,) or (n, channels) at ``sr`` Hz."""
@@ -311,22 +315,19 @@ class Analyzer:
     # ------------------------------------------------------------------ many files
     def process_files(self, paths: Iterable[str | os.PathLike[str]], *,
                       num_workers: int = 1) -> Any:
-        """Analyse many files; one segment table (``MultiIndex(file, start, end)``).
+        """Analyse many files; one segment table (``MultiIndex(file, start, end)``), files in
+        input order, the shape of ``process_file(p).to_dataframe()``.
 
-        Files that fail are logged and left out; use :mod:`fusion.batch` for error tables,
-        resumable output and worker pools.
+        ``num_workers=1`` analyses in this process with the models loaded here; more workers
+        use :mod:`fusion.batch`'s process pool (thread budget split between them; a file that
+        crashes or hangs its worker costs that file only). Failed files are logged, left out
+        and listed in ``df.attrs["errors"]``. For resumable output on disk use
+        :func:`fusion.batch.run_batch` or ``vocalfusion batch``.
         """
-        import pandas as pd
+        from fusion.batch import process_files_dataframe
 
-        from features.errors import AudioError
-
-        frames = []
-        for p in paths:
-            try:
-                frames.append(self.process_file(p).to_dataframe())
-            except AudioError as exc:
-                log.error("%s", exc)
-        return pd.concat(frames) if frames else pd.DataFrame()
+        return process_files_dataframe(paths, self.config_, num_workers=num_workers,
+                                       analyzer=self)
 
     def process_folder(self, folder: str | os.PathLike[str], *, num_workers: int = 1) -> Any:
         """Analyse every audio file below ``folder`` (sorted); see :meth:`process_files`."""

@@ -362,3 +362,55 @@ def test_jsonable_roundtrip_is_exact(light: Analyzer, jfk_path: Path) -> None:
     r = light.process_file(jfk_path)
     buf = io.StringIO(r.to_json())
     assert SessionResult.from_json(buf.read()) == r
+
+
+# ------------------------------------- row 19: 1,000 files, one corrupt, killed half-way
+
+@pytest.mark.slow
+def test_row19_thousand_files_one_corrupt(tmp_path: Path) -> None:
+    """1,000 short files (tones and noise bursts, synthetic) and one corrupt file: the CLI
+    batch is killed half-way, rerun, and ends with 1,000 results, one error row, nothing
+    half-written, and finished files not redone."""
+    import csv
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    src = tmp_path / "corpus"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(1000):
+        y = 0.05 * np.sin(2 * np.pi * (100 + i % 300) * np.arange(SR // 2) / SR)
+        y = y + 0.01 * rng.standard_normal(len(y))
+        sf.write(src / f"f{i:04d}.wav", y.astype(np.float32), SR, subtype="PCM_16")
+    (src / "f0500_corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + b"\x01" * 30)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "fusion.cli", "batch", str(src), "-o", str(out), "--workers",
+           "2", "--quiet", *sum((["--set", o] for o in LIGHT), [])]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while len(list((out / "results").glob("*.json"))) < 300:
+            assert proc.poll() is None, "the batch ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}
+    assert 300 <= len(done) < 1000
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert rerun.returncode == 1, rerun.stderr[-2000:]  # partial failure: one bad file
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}
+    assert len(after) == 1000
+    assert {k: after[k] for k in done} == done
+    assert not list(out.rglob("*.part"))
+    with open(out / "errors.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [Path(r["file"]).name for r in rows] == ["f0500_corrupt.wav"]
+    for p in list((out / "results").glob("*.json"))[:50]:
+        SessionResult.from_json(p.read_bytes())
+    assert json.loads((out / "manifest.json").read_text())["n_failed"] == 1
