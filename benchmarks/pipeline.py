@@ -64,8 +64,11 @@ def random_wav2vec2_base() -> Path:
     if (out / "config.json").exists():
         return out
     import torch
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, \
-        Wav2Vec2ForSequenceClassification
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForSequenceClassification,
+    )
 
     torch.manual_seed(0)
     labels = ["neu", "hap", "ang", "sad"]

@@ -57,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except VocalfusionError as exc:
-        from fusion.commands._common import err_console
-
         from rich.markup import escape
+
+        from fusion.commands._common import err_console
 
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         return 2

@@ -38,9 +38,9 @@ def test_import_and_prosody_only_analysis_do_not_import_torch(jfk_path: Path) ->
     code = (
         "import sys, fusion\n"
         "assert 'torch' not in sys.modules, 'import fusion imported torch'\n"
-        "r = fusion.analyze(sys.argv[1], overrides=%r)\n"
+        f"r = fusion.analyze(sys.argv[1], overrides={PROSODY_ONLY!r})\n"
         "assert r.segments and r.segments[0].prosody is not None\n"
-        "print('torch' in sys.modules, 'transformers' in sys.modules)\n" % PROSODY_ONLY)
+        "print('torch' in sys.modules, 'transformers' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code, str(jfk_path)], capture_output=True,
                          text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
