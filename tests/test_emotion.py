@@ -10,7 +10,6 @@ touches the network.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _no_network import NoNetwork
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -405,29 +405,10 @@ def test_int8_quantisation_switch(model_dirs, jfk_audio) -> None:
     assert stream.provenance().options["quantize"] is True
 
 
-class _NoNetwork:
-    """Records (and refuses) every attempt to open a network connection."""
-
-    def __init__(self) -> None:
-        self.attempts: list[object] = []
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> _NoNetwork:
-        def refuse(sock, address, *a, **k):  # noqa: ANN001
-            self.attempts.append(address)
-            raise OSError("network disabled in this test")
-
-        def refuse_conn(address, *a, **k):  # noqa: ANN001
-            self.attempts.append(address)
-            raise OSError("network disabled in this test")
-
-        monkeypatch.setattr(socket.socket, "connect", refuse)
-        monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-        monkeypatch.setattr(socket, "create_connection", refuse_conn)
-        return self
 
 
 def test_offline_hub_model_is_skipped_quickly_without_network(tmp_path, monkeypatch) -> None:
-    net = _NoNetwork().install(monkeypatch)
+    net = NoNetwork().install(monkeypatch)
     stream = EmotionStream(EmotionConfig(), cache_dir=tmp_path / "empty_cache")
     t0 = time.perf_counter()
     with pytest.raises(ModelUnavailable) as exc:
@@ -472,7 +453,7 @@ def test_hub_id_from_local_cache_loads_offline(model_dirs, tmp_path, monkeypatch
     shutil.copytree(model_dirs["superb_like"], repo / "snapshots" / commit)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
-    net = _NoNetwork().install(monkeypatch)
+    net = NoNetwork().install(monkeypatch)
     stream = EmotionStream(EmotionConfig(model="someorg/tiny-er"), cache_dir=tmp_path / "hub")
     stream.load()
     audio = load_audio(speech_wav)  # synthetic espeak-ng speech

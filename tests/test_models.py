@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _no_network import NoNetwork
 
 from features.errors import ModelUnavailable, UnsafeModelFileError
 from features.models import (
@@ -30,26 +31,6 @@ from features.models import (
     resolve_model,
 )
 from fusion.config import load_config
-
-
-class _NoNetwork:
-    def __init__(self) -> None:
-        self.attempts: list[object] = []
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> _NoNetwork:
-        def refuse(sock, address, *a, **k):  # noqa: ANN001
-            self.attempts.append(address)
-            raise OSError("network disabled in this test")
-
-        def refuse_conn(address, *a, **k):  # noqa: ANN001
-            self.attempts.append(address)
-            raise OSError("network disabled in this test")
-
-        monkeypatch.setattr(socket.socket, "connect", refuse)
-        monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-        monkeypatch.setattr(socket, "create_connection", refuse_conn)
-        return self
-
 
 
 def _go_online(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,7 +69,7 @@ def _hub_cache(root: Path, repo_id: str, files: dict[str, bytes], *,
                                         ("bundled:silero-vad", "onnx"),
                                         ("bundled:vader", "lexicon")])
 def test_bundled_models_resolve_without_network(spec, kind, monkeypatch) -> None:
-    net = _NoNetwork().install(monkeypatch)
+    net = NoNetwork().install(monkeypatch)
     src = resolve_model(spec)
     assert src.origin == "bundled" and src.available and src.kind == kind
     assert Path(src.path).exists()
@@ -133,7 +114,7 @@ def test_pickle_only_directory_refused_unless_allowed(tmp_path) -> None:
 
 
 def test_hub_id_in_cache_is_used_offline(tmp_path, monkeypatch) -> None:
-    net = _NoNetwork().install(monkeypatch)
+    net = NoNetwork().install(monkeypatch)
     commit = "b" * 40
     snap = _hub_cache(tmp_path, "org/er-model", {"config.json": b"{}",
                                                  "model.safetensors": b"\0"}, commit=commit)
@@ -166,7 +147,7 @@ def test_default_emotion_model_is_pinned_to_its_safetensors_commit(tmp_path) -> 
 
 def test_offline_hub_id_fails_fast_with_remedy_and_no_network(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    net = _NoNetwork().install(monkeypatch)
+    net = NoNetwork().install(monkeypatch)
     t0 = time.perf_counter()
     src = resolve_model("superb/wav2vec2-base-superb-er", cache_dir=tmp_path,
                         setting="emotion.model")
@@ -259,7 +240,7 @@ def test_pickle_only_hub_revision_is_refused_before_download(tmp_path, monkeypat
 
 def test_list_models_on_the_default_config(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    net = _NoNetwork().install(monkeypatch)
+    net = NoNetwork().install(monkeypatch)
     rows = list_models(load_config(), cache_dir=tmp_path)
     by_stream = {r.stream: r for r in rows}
     assert set(by_stream) == {"segments", "prosody", "emotion", "transcript", "sentiment"}
@@ -279,7 +260,7 @@ def test_list_models_on_the_default_config(tmp_path, monkeypatch) -> None:
 
 
 def test_fetch_models_offline_attempts_nothing(tmp_path, monkeypatch) -> None:
-    net = _NoNetwork().install(monkeypatch)
+    net = NoNetwork().install(monkeypatch)
     cfg = load_config(overrides=["runtime.offline=true"])
     rows = {r.stream: r for r in fetch_models(cfg, cache_dir=tmp_path)}
     assert not rows["emotion"].available
@@ -293,7 +274,7 @@ def test_models_cli_list_and_fetch(tmp_path, monkeypatch, capsys) -> None:
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    net = _NoNetwork().install(monkeypatch)
+    net = NoNetwork().install(monkeypatch)
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "superb/wav2vec2-base-superb-er" in out and "bundled" in out
