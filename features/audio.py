@@ -47,6 +47,7 @@ __all__ = [
     "resample",
     "sniff_format",
     "probe_duration_s",
+    "file_sha256",
 ]
 
 #: every stream works on 16 kHz mono float32
@@ -304,7 +305,8 @@ def _mpeg_frame_length(buf: bytes, i: int) -> int:
     return coef * kbps * 1000 // sr + padding
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 hex digest of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -559,7 +561,7 @@ def load_audio(
         raise NotAudioError(
             name, "not a recognised audio file (content is not WAV, FLAC, OGG, AIFF, MP3, "
             "MP4/M4A, AAC or WebM)")
-    digest = _sha256(p) if hash_file else None
+    digest = file_sha256(p) if hash_file else None
     if isolate:
         return _load_isolated(p, name, fmt, digest, max_duration_s, timeout_s)
 

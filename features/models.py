@@ -30,6 +30,7 @@ CTranslate2 ``model.bin`` files (faster-whisper) are a flat binary format, not p
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -97,6 +98,14 @@ _CT2_PATTERNS = ["config.json", "preprocessor_config.json", "model.bin", "tokeni
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRUE = {"1", "true", "yes", "on"}
 _DEFAULT_HUB_TIMEOUT_S = 3.0
+
+
+def dist_version(name: str) -> str | None:
+    """Installed version of the pip distribution ``name``, or None when it is not installed."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 class UnsafeModelWeights(UnsafeModelFileError, ModelUnavailable):

@@ -47,7 +47,6 @@ Demonstrations*, 251–260.
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
 import threading
 import time
@@ -58,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features.errors import ModelUnavailable
 from features.lexicon import LexicalCounts, count_categories, tokenize
+from features.models import dist_version
 from features.stream import Provenance, StreamOutput, StreamStatus
 
 if TYPE_CHECKING:
@@ -220,13 +220,6 @@ def vader_label(compound: float) -> str:
 _Scores = tuple[float, float | None, float, str, float | None]
 
 
-def _dist_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 class _VaderBackend:
     score_kind = "vader_proportions"
     english_only = True
@@ -243,11 +236,11 @@ class _VaderBackend:
             raise ModelUnavailable(f"the sentiment backend 'vader' needs vaderSentiment ({exc}); "
                                    "run `pip install vadersentiment`") from None
         self.analyzer = SentimentIntensityAnalyzer()
-        ver = _dist_version("vaderSentiment") or _dist_version("vadersentiment")
+        ver = dist_version("vaderSentiment") or dist_version("vadersentiment")
         self.revision = f"vaderSentiment=={ver}" if ver else None
 
     def library_version(self) -> str | None:
-        return _dist_version("vaderSentiment") or _dist_version("vadersentiment")
+        return dist_version("vaderSentiment") or dist_version("vadersentiment")
 
     def score(self, texts: list[str]) -> list[_Scores]:
         out: list[_Scores] = []
@@ -322,7 +315,7 @@ class _TransformersBackend:
                          else _dir_digest(path))
 
     def library_version(self) -> str | None:
-        return _dist_version("transformers")
+        return dist_version("transformers")
 
     def score(self, texts: list[str]) -> list[_Scores]:
         import torch

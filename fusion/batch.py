@@ -39,7 +39,6 @@ Examples
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -52,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.audio import file_sha256
 from fusion.batch_pool import BatchError, FileLimits, FileOutcome, FileTask, LocalPool
 from fusion.config import Config, load_config
 from fusion.files import (
@@ -239,14 +239,6 @@ def worker_config(config: Config, num_workers: int) -> Config:
     if threads == config.runtime.num_threads:
         return config
     return config.with_overrides({"runtime.num_threads": threads})
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _remove_stale_parts(out: Path) -> None:

@@ -32,10 +32,10 @@ from fusion.schema import (
     SegmentResult,
     SessionResult,
     SessionStatus,
-    SessionSummary,
     SourceInfo,
     StreamInfo,
 )
+from fusion.session import session_summary
 
 __all__ = ["Analyzer", "analyze", "STREAM_REGISTRY", "package_version"]
 
@@ -236,8 +236,8 @@ class Analyzer:
                                                    insufficient_speech=insufficient)
             fusion_info = self._fuser.info()
         else:
-            summary = SessionSummary(speech_s=speech_s, n_segments=len(seg_results),
-                                     coverage=_coverage(seg_results, speech_s))
+            summary = session_summary(seg_results, threshold=cfg.fusion.threshold,
+                                      streams=list(STREAM_REGISTRY), scored=False)
         t_end = time.perf_counter()
         self.last_timings = {
             "segments": t_segments - t_start,
@@ -363,16 +363,6 @@ def _assemble(segments: Sequence[Segment],
                 fields[name] = out.rows[i]
         results.append(SegmentResult(index=i, start_s=seg.start_s, end_s=seg.end_s, **fields))
     return results
-
-
-def _coverage(segments: Sequence[SegmentResult], speech_s: float) -> dict[str, float]:
-    cov: dict[str, float] = {}
-    if speech_s <= 0:
-        return cov
-    for name in STREAM_REGISTRY:
-        covered = sum(s.duration_s for s in segments if getattr(s, name, None) is not None)
-        cov[name] = round(covered / speech_s, 4)
-    return cov
 
 
 _ANALYZERS: dict[str, Analyzer] = {}
