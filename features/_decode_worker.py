@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
+
 
 def main(argv: list[str]) -> int:
     from features.audio import load_audio
@@ -28,7 +30,8 @@ def main(argv: list[str]) -> int:
     header = {"ok": True, "n": int(audio.y.shape[0]), "source": audio.source.to_dict(),
               "warnings": list(audio.warnings)}
     out.write(json.dumps(header).encode() + b"\n")
-    out.write(audio.y.astype("<f4", copy=False).tobytes())
+    samples = np.ascontiguousarray(audio.y, dtype="<f4")
+    out.write(memoryview(samples).cast("B"))  # written from the array, not from a bytes copy
     out.flush()
     return 0
 

@@ -9,6 +9,11 @@ refused without allocating hours of samples.
 Channel policy: multi-channel audio is mixed down to mono by the mean of the channels, except
 that channels which are entirely digital silence (a dead channel) are left out of the mean, so a
 stereo file with one dead channel is not attenuated by 6 dB. Resampling uses soxr at "VHQ".
+
+Memory: files are decoded, checked, mixed down and resampled in blocks of about 10 s
+(:mod:`features.audio_stream`), never whole, so loading costs the 16 kHz mono result plus a few
+blocks whatever the file's duration, rate and channel count; in-memory signals are processed in
+the same blocks, without a whole-signal float64 copy.
 """
 
 from __future__ import annotations
@@ -18,11 +23,22 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from features.audio_stream import (
+    FULL_SCALE,
+    PipeReader,
+    StreamResult,
+    block_frames,
+    check_sample_dtype,
+    stream_mono,
+)
 from features.errors import (
     AudioError,
     AudioFileNotFoundError,
@@ -167,20 +183,6 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int = TARGET_SR) -> np.ndar
     return soxr.resample(y.astype(np.float32, copy=False), orig_sr, target_sr, quality="VHQ")
 
 
-def _as_float(y: np.ndarray) -> np.ndarray:
-    """Integer PCM → float in [-1, 1]; floats pass through as float64."""
-    y = np.asarray(y)
-    if np.issubdtype(y.dtype, np.integer):
-        info = np.iinfo(y.dtype)
-        scale = float(max(abs(info.min), info.max))
-        if info.min == 0:  # unsigned (8-bit WAV)
-            return (y.astype(np.float64) - (info.max + 1) / 2) / ((info.max + 1) / 2)
-        return y.astype(np.float64) / scale
-    if np.issubdtype(y.dtype, np.floating):
-        return y.astype(np.float64, copy=False)
-    raise ParameterError(f"audio samples must be integer or floating point; got dtype {y.dtype}")
-
-
 def audio_from_signal(
     y: np.ndarray,
     sr: int,
@@ -211,6 +213,11 @@ def audio_from_signal(
     InvalidSamplesError
         ``y`` contains NaN or infinite values.
 
+    Notes
+    -----
+    ``y`` is read in blocks of about 10 s (scaled to float64, checked, mixed, resampled): a long
+    signal is never copied whole, whatever its dtype.
+
     Examples
     --------
     >>> import numpy as np
@@ -221,6 +228,8 @@ def audio_from_signal(
     if not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise ParameterError(f"{name}: sample rate must be a positive integer; got {sr!r}")
     arr = np.asarray(y)
+    if arr.ndim not in (1, 2):
+        raise ParameterError(f"audio must have shape (n,) or (n, channels); got {arr.shape}")
     if arr.ndim == 2 and arr.shape[0] < arr.shape[1] and arr.shape[0] <= 8:
         arr = arr.T  # (channels, n) as librosa gives it → (n, channels)
     n_channels = 1 if arr.ndim == 1 else int(arr.shape[1])
@@ -231,26 +240,45 @@ def audio_from_signal(
         raise AudioTooLongError(
             name, f"duration {duration_s:.1f} s exceeds the limit of {max_duration_s:.0f} s "
             "(set audio.max_duration_s to raise it)")
-    arr = _as_float(arr)
-    if not np.all(np.isfinite(arr)):
-        n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+    check_sample_dtype(arr.dtype)
+    frames = arr if arr.ndim == 2 else arr[:, None]
+    result = stream_mono(partial(_array_blocks, frames, block_frames(int(sr), n_channels)),
+                         sr=int(sr), channels=n_channels, expected_frames=frames.shape[0],
+                         target_sr=TARGET_SR)
+    return _to_audio(result, name=name, sr=int(sr), channels=n_channels,
+                     max_duration_s=max_duration_s, decoder=_decoder, fmt=_format,
+                     sha256=_sha256)
+
+
+def _array_blocks(frames: np.ndarray, step: int) -> Iterator[np.ndarray]:
+    """Views of ``step`` rows of a ``(n, channels)`` array."""
+    for i in range(0, frames.shape[0], step):
+        yield frames[i:i + step]
+
+
+def _to_audio(result: StreamResult, *, name: str, sr: int, channels: int,
+              max_duration_s: float, decoder: str, fmt: str, sha256: str | None) -> Audio:
+    """The checks on a whole decode (length, finiteness) and the warnings, then the Audio."""
+    duration_s = result.frames / float(sr)
+    if duration_s > max_duration_s:
+        raise AudioTooLongError(
+            name, f"duration {duration_s:.1f} s exceeds the limit of {max_duration_s:.0f} s "
+            "(set audio.max_duration_s to raise it)")
+    if result.n_bad:
         raise InvalidSamplesError(
-            name, f"{n_bad} samples are NaN or infinite; audio must be finite")
-    mono, dead = to_mono(arr)
-    out = resample(np.asarray(mono, dtype=np.float32), int(sr)).astype(np.float32, copy=False)
-    np.clip(out, -1.0, 1.0, out=out)  # resampling overshoot on clipped input
+            name, f"{result.n_bad} samples are NaN or infinite; audio must be finite")
     warnings: list[str] = []
-    if dead:
-        warnings.append(f"channels {list(dead)} are silent and were left out of the mix-down")
-    peak = float(np.max(np.abs(arr))) if arr.size else 0.0
-    if peak >= 0.999:
-        clipped = float(np.mean(np.abs(arr) >= 0.999))
+    if result.dead:
+        warnings.append(
+            f"channels {list(result.dead)} are silent and were left out of the mix-down")
+    if result.peak >= FULL_SCALE:
+        clipped = result.clipped_fraction
         if clipped > 0.001:
             warnings.append(f"{clipped:.1%} of samples are at full scale (clipped input)")
     source = AudioSource(
-        path=str(name), sha256=_sha256, duration_s=duration_s, original_sr=int(sr),
-        channels=n_channels, format=_format, decoder=_decoder, dead_channels=dead)
-    return Audio(y=out, sr=TARGET_SR, source=source, warnings=tuple(warnings))
+        path=str(name), sha256=sha256, duration_s=duration_s, original_sr=int(sr),
+        channels=channels, format=fmt, decoder=decoder, dead_channels=result.dead)
+    return Audio(y=result.y, sr=TARGET_SR, source=source, warnings=tuple(warnings))
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,85 +450,82 @@ def _declared_frames(path: Path, fmt: str, head: bytes) -> int | None:
                 fh.seek(size + (size & 1), os.SEEK_CUR)
 
 
-def _decode_soundfile(path: Path, frames: int) -> tuple[np.ndarray, int]:
+def _soundfile_blocks(path: Path) -> Iterator[np.ndarray]:
+    """Decode with libsndfile into float32 ``(frames, channels)`` blocks of about 10 s.
+
+    Reads stop at the header's frame count (as a whole-file read does) or at the end of data.
+    """
     import soundfile as sf
 
     try:
-        y, sr = sf.read(str(path), dtype="float32", always_2d=True, frames=frames)
+        with sf.SoundFile(str(path)) as fh:
+            step = block_frames(int(fh.samplerate), int(fh.channels))
+            while True:
+                block = fh.read(step, dtype="float32", always_2d=True)
+                if not len(block):
+                    return
+                yield block
     except (RuntimeError, sf.LibsndfileError) as exc:
         detail = str(exc).replace(str(path), path.name)[:200]
         raise CorruptAudioError(str(path), f"cannot decode the audio ({detail})") from exc
-    return y, int(sr)
 
 
-def _decode_ffmpeg(path: Path, sr: int, channels: int, max_samples: int,
-                   timeout_s: float) -> np.ndarray:
+def _ffmpeg_blocks(path: Path, sr: int, channels: int, max_samples: int,
+                   timeout_s: float) -> Iterator[np.ndarray]:
+    """Decode with ffmpeg into float32 ``(frames, channels)`` blocks, read from its stdout as
+    they come (only the ``file`` and ``pipe`` protocols).
+
+    ``timeout_s`` bounds the time spent waiting on ffmpeg (not the caller's work on the blocks);
+    more than ``max_samples`` + 1 s of output kills it.
+
+    Raises
+    ------
+    AudioTooLongError, DecodeTimeoutError, CorruptAudioError
+    """
     exe = _ffmpeg_binary("ffmpeg")
     if exe is None:
         raise CorruptAudioError(str(path), "this format needs ffmpeg, which is not installed")
     cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-protocol_whitelist",
            "file,pipe", "-i", str(path), "-map", "0:a:0", "-vn", "-f", "f32le",
            "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sr), "pipe:1"]
-    limit_bytes = (max_samples + sr) * channels * 4
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as exc:
         raise CorruptAudioError(str(path), f"cannot start ffmpeg ({exc})") from exc
-    try:
-        out, err = _bounded_communicate(proc, limit_bytes, timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        proc.kill()
-        proc.wait()
-        raise DecodeTimeoutError(str(path), f"decoding took longer than {timeout_s:.0f} s"
-                                 ) from exc
-    if out is None:
-        raise AudioTooLongError(str(path), "the decoded audio is longer than its header claims "
-                                "and exceeds the duration limit")
-    if proc.returncode != 0 and not out:
-        raise CorruptAudioError(str(path), "cannot decode the audio"
-                                + _tool_message(err, path))
-    y = np.frombuffer(out[: len(out) - len(out) % (4 * channels)], dtype="<f4")
-    return y.reshape(-1, channels)
-
-
-def _bounded_communicate(proc: subprocess.Popen[bytes], limit_bytes: int,
-                         timeout_s: float) -> tuple[bytes | None, bytes]:
-    """Read stdout up to ``limit_bytes``; ``None`` when the limit is passed (process killed)."""
-    import threading
-    import time
-
-    chunks: list[bytes] = []
-    total = 0
-    err_chunks: list[bytes] = []
-    assert proc.stdout is not None and proc.stderr is not None
-    stderr = proc.stderr
-
-    def _drain_stderr() -> None:
-        err_chunks.append(stderr.read(1 << 16))
-
-    t = threading.Thread(target=_drain_stderr, daemon=True)
-    t.start()
-    deadline = time.monotonic() + timeout_s
-    timer = threading.Timer(timeout_s, proc.kill)
-    timer.start()
+    reader = PipeReader(proc, limit_bytes=(max_samples + sr) * channels * 4,
+                        timeout_s=timeout_s)
+    frame_bytes = 4 * channels
+    step = block_frames(sr, channels)
     try:
         while True:
-            block = proc.stdout.read(1 << 16)
-            if not block:
+            block = np.empty((step, channels), dtype="<f4")
+            got = reader.readinto(memoryview(block).cast("B"))
+            if reader.exceeded:
+                raise AudioTooLongError(str(path), "the decoded audio is longer than its "
+                                        "header claims and exceeds the duration limit")
+            if got >= frame_bytes:
+                yield block[: got // frame_bytes]
+            if got < block.nbytes:
                 break
-            total += len(block)
-            if total > limit_bytes:
-                proc.kill()
-                proc.wait()
-                return None, b""
-            chunks.append(block)
-        proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        try:
+            rc, err = reader.finish()
+        except subprocess.TimeoutExpired as exc:
+            raise DecodeTimeoutError(str(path), f"decoding took longer than {timeout_s:.0f} s"
+                                     ) from exc
+        if rc != 0 and reader.total == 0:
+            raise CorruptAudioError(str(path), "cannot decode the audio"
+                                    + _tool_message(err, path))
     finally:
-        timer.cancel()
-    if time.monotonic() >= deadline and proc.returncode not in (0, None):
-        raise subprocess.TimeoutExpired(proc.args, timeout_s)
-    t.join(timeout=1.0)
-    return b"".join(chunks), b"".join(err_chunks)
+        reader.close()
+
+
+def _decode_ffmpeg(path: Path, sr: int, channels: int, max_samples: int,
+                   timeout_s: float) -> np.ndarray:
+    """The whole ffmpeg decode as one float32 ``(frames, channels)`` array (small files)."""
+    blocks = list(_ffmpeg_blocks(path, sr, channels, max_samples, timeout_s))
+    if not blocks:
+        return np.zeros((0, channels), dtype=np.float32)
+    return np.concatenate(blocks)
 
 
 def load_audio(
@@ -521,7 +546,9 @@ def load_audio(
     max_duration_s : float
         Files whose header claims more are refused before decoding.
     timeout_s : float
-        Hard wall-clock limit for the ffmpeg decoder.
+        Limit for the ffmpeg decoder: the time spent waiting on it (the time spent resampling
+        what it has decoded does not count); with ``isolate``, the wall-clock limit of the
+        whole decode.
     hash_file : bool
         Compute the file's sha256 for the result's provenance.
     isolate : bool
@@ -565,7 +592,7 @@ def load_audio(
     if isolate:
         return _load_isolated(p, name, fmt, digest, max_duration_s, timeout_s)
 
-    y: np.ndarray | None = None
+    result: StreamResult | None = None
     decoder = ""
     if fmt in _SOUNDFILE_FORMATS or fmt == "mp3":
         info = _soundfile_info(p)
@@ -578,31 +605,37 @@ def load_audio(
                 raise AudioTooLongError(
                     name, f"header says {duration:.1f} s, over the limit of "
                     f"{max_duration_s:.0f} s (set audio.max_duration_s to raise it)")
-            # never trust the header's frame count for an allocation larger than the file allows
-            y, sr = _decode_soundfile(p, frames=-1 if frames <= size else frames)
+            # blocks of ~10 s: the header's frame count only sizes the (lazily committed) output
+            result = stream_mono(partial(_soundfile_blocks, p), sr=sr, channels=channels,
+                                 expected_frames=frames, target_sr=TARGET_SR)
             decoder = "soundfile"
             declared = _declared_frames(p, fmt, head)
-            if declared is not None and y.shape[0] < declared:
+            if declared is not None and result.frames < declared:
                 raise CorruptAudioError(
                     name, f"truncated: the header says {declared / sr:.2f} s but only "
-                    f"{y.shape[0] / sr:.2f} s are present (repair it, e.g. "
+                    f"{result.frames / sr:.2f} s are present (repair it, e.g. "
                     "`ffmpeg -i in.wav out.wav`, to analyse what is there)")
         elif fmt in _SOUNDFILE_FORMATS and fmt != "ogg" and _ffmpeg_binary("ffmpeg") is None:
             raise CorruptAudioError(name, f"the {fmt.upper()} file is truncated or corrupt")
-    if y is None:
+    if result is None:
         duration, sr, channels = _ffprobe(p, timeout_s=min(timeout_s, 30.0))
         if duration > max_duration_s:
             raise AudioTooLongError(
                 name, f"header says {duration:.1f} s, over the limit of {max_duration_s:.0f} s "
                 "(set audio.max_duration_s to raise it)")
         channels = max(1, min(int(channels), 8))
-        y = _decode_ffmpeg(p, sr=sr, channels=channels,
-                           max_samples=int(max_duration_s * sr), timeout_s=timeout_s)
+        max_samples = int(max_duration_s * sr)
+        # the probed duration can be an estimate (VBR MP3): size the output with a margin
+        # (pages never written cost nothing) so that it need not grow, which would copy it
+        expected = min(max_samples + sr, int(duration * sr * 1.1) + 10 * sr)
+        result = stream_mono(partial(_ffmpeg_blocks, p, sr, channels, max_samples, timeout_s),
+                             sr=sr, channels=channels, expected_frames=expected,
+                             target_sr=TARGET_SR)
         decoder = "ffmpeg"
-    if y.shape[0] == 0:
+    if result.frames == 0:
         raise ZeroLengthAudioError(name, "the file decodes to zero samples")
-    return audio_from_signal(y, sr, name=name, max_duration_s=max_duration_s,
-                             _decoder=decoder, _format=fmt, _sha256=digest)
+    return _to_audio(result, name=name, sr=sr, channels=channels, max_duration_s=max_duration_s,
+                     decoder=decoder, fmt=fmt, sha256=digest)
 
 
 _ERRORS_BY_CODE: dict[str, type[AudioError]] = {
@@ -614,7 +647,10 @@ _ERRORS_BY_CODE: dict[str, type[AudioError]] = {
 
 def _load_isolated(p: Path, name: str, fmt: str, digest: str | None, max_duration_s: float,
                    timeout_s: float) -> Audio:
-    """Decode ``p`` in a child process (see :mod:`features._decode_worker`)."""
+    """Decode ``p`` in a child process (see :mod:`features._decode_worker`).
+
+    The child's samples are read straight into the result array (no intermediate bytes).
+    """
     import signal
     import sys
 
@@ -628,37 +664,61 @@ def _load_isolated(p: Path, name: str, fmt: str, digest: str | None, max_duratio
                                 start_new_session=True)
     except OSError as exc:
         raise CorruptAudioError(name, f"cannot start the decoder process ({exc})") from exc
+    reader = PipeReader(proc, limit_bytes=limit, timeout_s=timeout_s + 5.0,
+                        kill=partial(_kill_group, proc))
+    header: dict[str, Any] | None = None
+    y: np.ndarray | None = None
+    got = rc = 0
     try:
-        out, _err = _bounded_communicate(proc, limit, timeout_s + 5.0)
+        header = _worker_header(reader.readline(1 << 20))
+        n = int(header["n"]) if header is not None and header.get("ok") else None
+        too_long = reader.exceeded or (n is not None and reader.total + 4 * n > limit)
+        if n is not None and not too_long:
+            y = np.empty(n, dtype="<f4")  # the child's bytes land here directly
+            got = reader.readinto(memoryview(y).cast("B"))
+            reader.drain()
+            too_long = reader.exceeded
+        if not too_long:
+            rc, _err = reader.finish()
     except subprocess.TimeoutExpired as exc:
-        _kill_group(proc)
         raise DecodeTimeoutError(name, f"decoding took longer than {timeout_s:.0f} s") from exc
     finally:
+        reader.close()
         _kill_group(proc)
-    if out is None:
+    if too_long:
         raise AudioTooLongError(name, "the decoded audio exceeds the duration limit")
-    if proc.returncode and proc.returncode < 0:
-        sig = signal.Signals(-proc.returncode).name
+    if rc < 0:
+        sig = signal.Signals(-rc).name
         raise CorruptAudioError(name, f"the decoder crashed on this file ({sig})")
-    head, _, body = out.partition(b"\n")
-    try:
-        header = json.loads(head)
-    except ValueError:
-        raise CorruptAudioError(
-            name, f"the decoder failed on this file (exit status {proc.returncode})") from None
+    if header is None:
+        raise CorruptAudioError(name, f"the decoder failed on this file (exit status {rc})")
     if not header.get("ok"):
         cls = _ERRORS_BY_CODE.get(header.get("code"), CorruptAudioError)
         raise cls(name, str(header.get("problem", "cannot decode the audio")))
-    n = int(header["n"])
-    if len(body) < 4 * n:
+    if y is None or got < 4 * len(y):
         raise CorruptAudioError(name, "the decoder process returned fewer samples than promised")
-    y = np.frombuffer(body[: 4 * n], dtype="<f4").astype(np.float32)
     src = header["source"]
     source = AudioSource(path=name, sha256=digest, duration_s=float(src["duration_s"]),
                          original_sr=int(src["original_sr"]), channels=int(src["channels"]),
                          format=fmt, decoder=f"{src['decoder']} (isolated)",
                          dead_channels=tuple(src["dead_channels"]))
-    return Audio(y=y, sr=TARGET_SR, source=source, warnings=tuple(header.get("warnings", ())))
+    return Audio(y=y.astype(np.float32, copy=False), sr=TARGET_SR, source=source,
+                 warnings=tuple(header.get("warnings", ())))
+
+
+def _worker_header(line: bytes) -> dict[str, Any] | None:
+    """The decoder process's JSON header line; ``None`` if it is not a well-formed one."""
+    try:
+        header = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(header, dict):
+        return None
+    if header.get("ok"):
+        n = header.get("n")
+        if not isinstance(n, int) or n < 0 or not isinstance(header.get("source"), dict):
+            return None
+    return header
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
