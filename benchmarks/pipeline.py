@@ -16,7 +16,11 @@ Variants, each in its own process (so peak RSS is per variant):
 * ``ours``            default offline pipeline: VAD, prosody, Whisper tiny.en, VADER, fusion
 * ``ours+emotion``    + wav2vec2-base emotion stream, fp32
 * ``ours+emotion-int8`` + the same with int8 dynamic quantisation
-* ``transcript-only`` the transcript stage alone (Whisper tiny.en int8, word times, whole file)
+* ``ours-sequential`` the same with ``transcript.batch_size=1`` (Whisper's sequential loop
+                      over the speech clips instead of batched ≤30-s windows)
+* ``transcript-only`` the transcript stage alone (Whisper tiny.en int8, word times, whole file,
+                      batched windows as in ``ours``)
+* ``transcript-sequential`` the transcript stage alone, sequential decoding
 * ``naive``           5-s chunks → temp WAV each → Whisper per chunk; Praat prosody per chunk
                       read back from the chunk file
 * ``naive+emotion``   the same + a ``transformers.pipeline("audio-classification")`` call per
@@ -87,7 +91,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _ours(path: Path, repeats: int, emotion: str | None) -> dict:
+def _ours(path: Path, repeats: int, emotion: str | None, extra: tuple[str, ...] = ()) -> dict:
     from fusion.config import load_config
     from fusion.pipeline import Analyzer
 
@@ -95,6 +99,7 @@ def _ours(path: Path, repeats: int, emotion: str | None) -> dict:
     if emotion:
         overrides = [f"emotion.model={random_wav2vec2_base()}",
                      f"emotion.quantize={'true' if emotion == 'int8' else 'false'}"]
+    overrides += list(extra)
     t0 = time.perf_counter()
     analyzer = Analyzer(load_config(overrides=overrides)).load()
     load_s = time.perf_counter() - t0
@@ -111,12 +116,13 @@ def _ours(path: Path, repeats: int, emotion: str | None) -> dict:
             "total_s": stages["total"], "segments": len(result.segments)}
 
 
-def _transcript_only(path: Path, repeats: int) -> dict:
+def _transcript_only(path: Path, repeats: int, batch_size: int | None = None) -> dict:
     from features.audio import load_audio
     from features.segments import segment_audio
     from features.transcript import TranscriptConfig, TranscriptStream
 
-    stream = TranscriptStream(TranscriptConfig(), num_threads=2)
+    cfg = TranscriptConfig() if batch_size is None else TranscriptConfig(batch_size=batch_size)
+    stream = TranscriptStream(cfg, num_threads=2)
     stream.load()
     audio = load_audio(path)
     segments = segment_audio(audio.y, audio.sr)
@@ -172,8 +178,12 @@ def worker(variant: str, path: Path, repeats: int) -> dict:
         out = _ours(path, repeats, "fp32")
     elif variant == "ours+emotion-int8":
         out = _ours(path, repeats, "int8")
+    elif variant == "ours-sequential":
+        out = _ours(path, repeats, None, ("transcript.batch_size=1",))
     elif variant == "transcript-only":
         out = _transcript_only(path, repeats)
+    elif variant == "transcript-sequential":
+        out = _transcript_only(path, repeats, batch_size=1)
     elif variant == "naive":
         out = _naive(path, repeats, emotion=False)
     elif variant == "naive+emotion":
@@ -186,8 +196,8 @@ def worker(variant: str, path: Path, repeats: int) -> dict:
 
 # ----------------------------------------------------------------------------- driver
 
-VARIANTS = ("transcript-only", "ours", "ours+emotion", "ours+emotion-int8", "naive",
-            "naive+emotion")
+VARIANTS = ("transcript-only", "transcript-sequential", "ours", "ours-sequential",
+            "ours+emotion", "ours+emotion-int8", "naive", "naive+emotion")
 
 
 def run_variant(variant: str, path: Path, repeats: int) -> dict:
@@ -242,15 +252,17 @@ def main() -> int:
         if base in results and not v.startswith("naive") and v != "transcript-only":
             ratio = f"{results[base]['total_s'] / r['total_s']:.2f}x faster"
         print(f"{v:<20} {rtf:>12.4f} {r['peak_rss_mb']:>13.0f}   {ratio}")
-    for v in ("ours", "ours+emotion", "ours+emotion-int8"):
+    for v in ("ours", "ours-sequential", "ours+emotion", "ours+emotion-int8"):
         if v in results:
             r = results[v]
             print(f"\nstages of {v} (s, median; RTF in brackets):")
             for k, s in r["stages_s"].items():
                 print(f"  {k:<20} {s:8.2f}  ({s / r['duration_s']:.4f})")
-    if "ours" in results and "transcript-only" in results:
-        print(f"\nours / transcript-only: "
-              f"{results['ours']['total_s'] / results['transcript-only']['total_s']:.2f}")
+    for ours, alone in (("ours", "transcript-only"), ("ours", "transcript-sequential"),
+                        ("ours-sequential", "transcript-sequential")):
+        if ours in results and alone in results:
+            print(f"{ours} / {alone}: "
+                  f"{results[ours]['total_s'] / results[alone]['total_s']:.2f}")
     return 0
 
 
