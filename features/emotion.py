@@ -34,6 +34,19 @@ the same length. Models with an attention mask and a layer-normalised front end
 and the mask, which leaves every valid frame unchanged. Tested: batched == one by one within
 1e-4.
 
+Memory: a batch holds at most ``batch_size`` windows *and* at most ``max_batch_s`` seconds of
+(padded) audio — the convolutional front end of wav2vec2 keeps about 0.8 KB of activations per
+input sample alive (512 channels at a fifth of the sample rate, twice), so eight 8-s windows
+cost about 1 GB while 16 s cost about 0.2 GB. The model input of a window is computed only when
+its batch runs, and a batch is pooled as soon as it has run (only the pooled vector and the
+outputs of each window are kept), so memory does not grow with the length of the file. The
+embedding is read from the one module that produces the last hidden state (found once at load
+on a probe input), not by asking the model for every layer's hidden states. ``quantize`` works
+in place and releases the memory-mapped fp32 weights file (no fp32 copy stays beside the int8
+model). oneDNN's cache of convolution primitives (one per input shape, i.e. per distinct window
+length) is switched off for the process when :meth:`EmotionStream.load` runs first
+(``ONEDNN_PRIMITIVE_CACHE_CAPACITY=0`` unless set; see :func:`_limit_onednn_cache`).
+
 Label mapping (documented choices): ``neu``/``neutral`` → neutral; ``hap``/``happy``/
 ``happiness``/``joy`` → happy; ``exc``/``excited`` → happy (the IEMOCAP four-class convention
 that SUPERB follows merges *excited* into *happy*); ``ang``/``anger`` → angry; ``sad``/
@@ -47,6 +60,7 @@ class, in ``model_probabilities``. ``emotion.label_map`` overrides or extends th
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import logging
 import os
@@ -201,6 +215,10 @@ class EmotionConfig(BaseModel):
     min_segment_s: float = Field(
         0.25, ge=0.03, description="shorter segments get no emotion (None with a reason)")
     batch_size: int = Field(8, ge=1, le=256)
+    max_batch_s: float = Field(
+        16.0, gt=0.0, le=3600.0,
+        description="audio seconds per model batch at most (bounds memory; a longer window "
+                    "runs alone)")
     allow_pickle_weights: bool = Field(
         False, description="also load pytorch_model.bin (pickle) when no safetensors exist")
     embeddings: bool = Field(False, description="return pooled embeddings (session output)")
@@ -353,6 +371,7 @@ class EmotionStream:
         self._pad_ok = False
         self._hidden_size: int | None = None
         self._lib_version: str | None = None
+        self._pool_module: Any = None
 
     # ------------------------------------------------------------------ loading
     @property
@@ -401,6 +420,7 @@ class EmotionStream:
                 f"the emotion stream needs torch and transformers ({exc}); run "
                 "`pip install torch transformers`") from None
         torch.set_num_threads(max(1, int(self.num_threads)))
+        _limit_onednn_cache()
         self._lib_version = f"transformers {transformers.__version__}; torch {torch.__version__}"
         use_safetensors = None if cfg.allow_pickle_weights else True
         try:
@@ -455,16 +475,13 @@ class EmotionStream:
                             "label; set emotion.label_map", cfg.model, labels)
         self._labels = labels
         if cfg.quantize:
-            import warnings
-
-            with warnings.catch_warnings():  # torch.ao.quantization warns it is deprecated
-                warnings.simplefilter("ignore", DeprecationWarning)
-                warnings.simplefilter("ignore", UserWarning)
-                from torch.ao.quantization import quantize_dynamic
-
-                model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            _quantize_in_place(model)
+            gc.collect()  # the replaced fp32 layers sit in reference cycles (mapping held)
         names = list(getattr(fe, "model_input_names", None) or ["input_values"])
         self._input_name = names[0]
+        self._fe = fe
+        if cfg.backend == "classifier":
+            self._pool_module = self._find_pool_module(model)
         self._pad_ok = bool(
             getattr(fe, "return_attention_mask", False)
             and getattr(model.config, "feat_extract_norm", None) == "layer"
@@ -472,9 +489,57 @@ class EmotionStream:
             and self._input_name == "input_values")
         self._hidden_size = int(getattr(model.config, "hidden_size", 0)) or None
         self._revision = src.commit or _content_hash(path)
-        self._fe = fe
         self._model = model
         return self
+
+    def _find_pool_module(self, model: Any) -> Any:
+        """The submodule whose output is the model's last hidden state, or ``None``.
+
+        The embedding is the mean over time of ``hidden_states[-1]``. Asking the model for
+        ``output_hidden_states`` keeps every layer's states of the whole batch alive until the
+        forward returns; a forward hook on the module that produces the last one keeps none.
+        Which module that is depends on the architecture (the last encoder layer, the encoder
+        or the base model; transformers 5 records wav2vec2's ``hidden_states[-1]`` *before* the
+        final layer norm of stable-layer-norm encoders), so it is decided here on a one-second
+        probe input: the first candidate whose output equals ``hidden_states[-1]`` exactly.
+        ``None`` (no candidate matches, or the model gives no hidden states): ``infer_windows``
+        asks for ``output_hidden_states`` as before.
+        """
+        import torch
+
+        base = getattr(model, "base_model", None)
+        encoder = getattr(base, "encoder", None)
+        layers = getattr(encoder, "layers", None) or getattr(encoder, "layer", None)
+        candidates = [m for m in ((layers[-1] if layers is not None and len(layers) else None),
+                                  encoder, (base if base is not model else None))
+                      if isinstance(m, torch.nn.Module)]
+        if not candidates:
+            return None
+        rng = np.random.default_rng(0)
+        probe = (0.1 * rng.standard_normal(_SR)).astype(np.float32)
+        x = torch.from_numpy(self._features(probe)[None])
+        seen: dict[int, Any] = {}
+        hooks = [m.register_forward_hook(functools.partial(_keep_output, seen, k))
+                 for k, m in enumerate(candidates)]
+        try:
+            with torch.inference_mode():
+                res = model(**{self._input_name: x}, output_hidden_states=True)
+        except Exception as exc:  # noqa: BLE001 - any failure: fall back to hidden_states
+            log.debug("emotion: probe forward failed (%s); using output_hidden_states", exc)
+            return None
+        finally:
+            for h in hooks:
+                h.remove()
+        states = getattr(res, "hidden_states", None)
+        if not states:
+            return None
+        last = states[-1]
+        for k, m in enumerate(candidates):
+            out = seen.get(k)
+            if (isinstance(out, torch.Tensor) and out.shape == last.shape
+                    and torch.equal(out, last)):
+                return m
+        return None
 
     def provenance(self) -> Provenance:
         """Backend, model id, revision (hub commit or sha256 of local weights) and options."""
@@ -490,6 +555,7 @@ class EmotionStream:
                 "min_window_s": cfg.min_window_s,
                 "min_segment_s": cfg.min_segment_s,
                 "batch_size": cfg.batch_size,
+                "max_batch_s": cfg.max_batch_s,
                 "quantize": cfg.quantize,
                 "padded_batches": self._pad_ok,
                 "origin": src.origin if src else None,
@@ -503,19 +569,74 @@ class EmotionStream:
         out = self._fe(y, sampling_rate=_SR, return_tensors="np")
         return np.asarray(out[self._input_name][0], dtype=np.float32)
 
-    def _batches(self, feats: Sequence[np.ndarray]) -> list[list[int]]:
-        """Index batches: sorted by length; equal shapes only unless padding is safe."""
-        bs = self.config.batch_size
-        order = sorted(range(len(feats)), key=lambda i: (-feats[i].shape[0], i))
-        if self._pad_ok:
-            return [order[i:i + bs] for i in range(0, len(order), bs)]
-        groups: dict[tuple[int, ...], list[int]] = {}
+    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Index batches of windows of the given lengths (samples).
+
+        Sorted by length, longest first; only windows of equal length share a batch unless
+        padding is safe; at most ``batch_size`` windows and at most ``max_batch_s`` seconds of
+        (padded) audio per batch (a single longer window forms a batch of its own).
+        """
+        cfg = self.config
+        cap = cfg.max_batch_s * _SR
+        order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+        groups: dict[int, list[int]] = {}
         for i in order:
-            groups.setdefault(tuple(feats[i].shape), []).append(i)
-        return [g[i:i + bs] for g in groups.values() for i in range(0, len(g), bs)]
+            groups.setdefault(0 if self._pad_ok else int(lengths[i]), []).append(i)
+        batches: list[list[int]] = []
+        for group in groups.values():
+            batch: list[int] = []
+            for i in group:  # longest first: a batch pads to the length of its first window
+                if batch and (len(batch) >= cfg.batch_size
+                              or (len(batch) + 1) * lengths[batch[0]] > cap):
+                    batches.append(batch)
+                    batch = []
+                batch.append(i)
+            batches.append(batch)
+        return batches
+
+    def _inputs(self, arrays: Sequence[np.ndarray]) -> tuple[Any, Any]:
+        """Model input (and sample mask when padded) of one batch of feature arrays."""
+        import torch
+
+        if len({a.shape for a in arrays}) == 1:
+            return torch.from_numpy(np.stack(arrays)), None
+        # _pad_ok only: zero padding + attention mask
+        length = max(a.shape[0] for a in arrays)
+        pad = float(getattr(self._fe, "padding_value", 0.0))
+        xs = np.full((len(arrays), length), pad, dtype=np.float32)
+        ms = np.zeros((len(arrays), length), dtype=np.int64)
+        for j, a in enumerate(arrays):
+            xs[j, :a.shape[0]] = a
+            ms[j, :a.shape[0]] = 1
+        return torch.from_numpy(xs), torch.from_numpy(ms)
+
+    def _forward(self, x: Any, mask: Any) -> tuple[Any, Any]:
+        """Outputs (logits or regression values) and pooled embeddings of one batch."""
+        if self.config.backend == "dimensional":
+            pooled, values = self._model(x, attention_mask=mask)
+            return values, pooled
+        kwargs = {self._input_name: x}
+        if mask is not None:
+            kwargs["attention_mask"] = mask
+        if self._pool_module is None:
+            res = self._model(**kwargs, output_hidden_states=True)
+            states = getattr(res, "hidden_states", None)
+            pooled = (_masked_mean(self._model, states[-1], mask)
+                      if states is not None else None)
+            return res.logits, pooled
+        seen: dict[int, Any] = {}
+        hook = self._pool_module.register_forward_hook(functools.partial(_keep_output, seen, 0))
+        try:
+            res = self._model(**kwargs)
+        finally:
+            hook.remove()
+        return res.logits, _masked_mean(self._model, seen.pop(0), mask)
 
     def infer_windows(self, windows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Model outputs and pooled embeddings of raw 16 kHz windows.
+
+        The model input of a window is computed when its batch runs; only the outputs and the
+        pooled vector of each window are kept.
 
         Returns
         -------
@@ -535,40 +656,35 @@ class EmotionStream:
         embs = np.full((n, hidden), np.nan, dtype=np.float32)
         if n == 0:
             return outputs, embs
-        feats = [self._features(np.asarray(w, dtype=np.float32)) for w in windows]
         with torch.inference_mode():
-            for batch in self._batches(feats):
-                arrays = [feats[i] for i in batch]
-                mask = None
-                if len({a.shape for a in arrays}) == 1:
-                    x = torch.from_numpy(np.stack(arrays))
-                else:  # _pad_ok only: zero padding + attention mask
-                    length = max(a.shape[0] for a in arrays)
-                    pad = float(getattr(self._fe, "padding_value", 0.0))
-                    xs = np.full((len(arrays), length), pad, dtype=np.float32)
-                    ms = np.zeros((len(arrays), length), dtype=np.int64)
-                    for j, a in enumerate(arrays):
-                        xs[j, :a.shape[0]] = a
-                        ms[j, :a.shape[0]] = 1
-                    x, mask = torch.from_numpy(xs), torch.from_numpy(ms)
-                if self.config.backend == "dimensional":
-                    pooled, values = self._model(x, attention_mask=mask)
-                else:
-                    kwargs = {self._input_name: x}
-                    if mask is not None:
-                        kwargs["attention_mask"] = mask
-                    res = self._model(**kwargs, output_hidden_states=True)
-                    values = res.logits
-                    states = getattr(res, "hidden_states", None)
-                    pooled = (_masked_mean(self._model, states[-1], mask)
-                              if states is not None else None)
-                outputs[batch] = values.detach().double().numpy()
-                if pooled is not None:
-                    if embs.shape[1] != pooled.shape[-1]:
-                        embs = np.full((n, pooled.shape[-1]), np.nan, dtype=np.float32)
-                        self._hidden_size = int(pooled.shape[-1])
-                    embs[batch] = pooled.detach().float().numpy()
+            for batch in self._batches([len(w) for w in windows]):
+                feats = [self._features(np.asarray(windows[i], dtype=np.float32))
+                         for i in batch]
+                for part in self._same_shape(batch, feats):
+                    values, pooled = self._forward(*self._inputs([feats[j] for j in part]))
+                    rows = [batch[j] for j in part]
+                    outputs[rows] = values.detach().double().numpy()
+                    if pooled is not None:
+                        if embs.shape[1] != pooled.shape[-1]:
+                            embs = np.full((n, pooled.shape[-1]), np.nan, dtype=np.float32)
+                            self._hidden_size = int(pooled.shape[-1])
+                        embs[rows] = pooled.detach().float().numpy()
+                    del values, pooled
         return outputs, embs
+
+    def _same_shape(self, batch: Sequence[int], feats: Sequence[np.ndarray]
+                    ) -> list[list[int]]:
+        """Positions in ``batch`` split by model-input shape (one part when padding is safe).
+
+        Windows of equal length give inputs of equal shape for every feature extractor this
+        stream knows; the split only guards an extractor that would not.
+        """
+        if self._pad_ok:
+            return [list(range(len(batch)))]
+        parts: dict[tuple[int, ...], list[int]] = {}
+        for j, f in enumerate(feats):
+            parts.setdefault(tuple(f.shape), []).append(j)
+        return list(parts.values())
 
     def _row(self, values: np.ndarray, n_windows: int) -> EmotionMeasures:
         if self.config.backend == "dimensional":
@@ -661,6 +777,60 @@ class EmotionStream:
         return StreamOutput(name=self.name, provenance=self.provenance(), rows=rows,
                             session=session, warnings=warnings,
                             elapsed_s=time.perf_counter() - t0)
+
+
+def _limit_onednn_cache() -> None:
+    """Switch off oneDNN's primitive cache for this process unless the user configured it.
+
+    torch runs the wav2vec2 convolutions through oneDNN, which caches the primitive it builds
+    for every input shape (up to 1024). Each distinct window length is a new shape and each
+    cached primitive kept about 15 MB resident here (wav2vec2-base, 1-8 s windows), so memory
+    grew with every new segment length — with the length of a file and the number of files.
+    Building a primitive costs far less than running it on seconds of audio. oneDNN reads
+    ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` when it first uses the cache, so this only takes
+    effect when the process has not run a oneDNN primitive before; an explicit setting in the
+    environment is left alone.
+    """
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
+
+
+def _keep_output(store: dict[int, Any], key: int, module: Any, inputs: Any,
+                 output: Any) -> None:
+    """Forward hook: keep a module's (first) output tensor in ``store[key]``."""
+    if not hasattr(output, "shape") and output is not None:
+        output = output[0]  # a tuple or a transformers ModelOutput
+    store[key] = output
+
+
+def _quantize_in_place(model: Any) -> None:
+    """Int8 dynamic quantisation of every ``Linear`` layer of ``model``, in place.
+
+    ``quantize_dynamic`` without ``inplace`` deep-copies the model, and the copy's packed int8
+    layers keep references to the original fp32 biases; with safetensors weights those are
+    views of the memory-mapped weights file, so the whole file (every page quantisation has
+    read) stayed resident beside the int8 copy. Here the biases are copied out of the mapping
+    first, the layers are replaced in place, and the remaining fp32 tensors (convolutions,
+    norms, embeddings) are copied too, so nothing references the mapping any more and it is
+    released once the replaced layers are garbage-collected (the caller runs ``gc.collect()``
+    after this returns; they sit in reference cycles). The numbers are those of
+    ``quantize_dynamic(model, {Linear}, qint8)``.
+    """
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # torch.ao.quantization warns it is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        with torch.no_grad():
+            for layer in model.modules():
+                if isinstance(layer, torch.nn.Linear) and layer.bias is not None:
+                    layer.bias.data = layer.bias.data.clone()
+            quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+            for tensor in (*model.parameters(), *model.buffers()):
+                tensor.data = tensor.data.clone()
 
 
 def _content_hash(path: Path) -> str | None:

@@ -301,7 +301,7 @@ def test_batched_equals_one_by_one(model_dirs, long_audio, which: str) -> None:
     np.testing.assert_allclose(a.session["embeddings"], b.session["embeddings"], atol=1e-4)
     # how the batches were formed: no padding for the no-attention-mask model
     feats = [np.zeros(n, dtype=np.float32) for n in (16000, 24000, 16000, 16000, 32000)]
-    batches = batched._batches(feats)
+    batches = batched._batches([len(f) for f in feats])
     assert sorted(i for b_ in batches for i in b_) == [0, 1, 2, 3, 4]
     if which == "superb_like":
         assert not batched._pad_ok
@@ -310,6 +310,125 @@ def test_batched_equals_one_by_one(model_dirs, long_audio, which: str) -> None:
     else:
         assert batched._pad_ok
         assert len(batches) == 1 and batches[0][0] == 4  # longest first, padded with a mask
+
+
+def _reference_outputs(path: Path, audio, segs: list[Segment], *, window_s: float,
+                       quantize: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The emotion stream's outputs computed the straightforward way, for comparison.
+
+    Plain transformers, one window at a time, ``output_hidden_states=True`` and the mean over
+    time of ``hidden_states[-1]`` (what the stream returned before its memory work); the
+    duration-weighted mean of logits and embeddings per segment; softmax. With ``quantize``
+    the model is ``quantize_dynamic``'s (copying) int8 version. Returns (probabilities,
+    embeddings), one row per segment.
+    """
+    from torch.ao.quantization import quantize_dynamic
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    fe = AutoFeatureExtractor.from_pretrained(path)
+    model = AutoModelForAudioClassification.from_pretrained(path).eval()
+    if quantize:
+        model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    probs, embs = [], []
+    for seg in segs:
+        y = audio.crop(seg.start_s, seg.end_s)
+        logits, pooled, weights = [], [], []
+        for a, b in window_bounds(len(y), SR, window_s):
+            x = fe(y[a:b], sampling_rate=SR, return_tensors="pt")["input_values"]
+            with torch.inference_mode():
+                res = model(x, output_hidden_states=True)
+            logits.append(res.logits[0].double().numpy())
+            pooled.append(res.hidden_states[-1][0].mean(dim=0).double().numpy())
+            weights.append(float(b - a))
+        w = np.array(weights)[:, None]
+        probs.append(_softmax((w * np.array(logits)).sum(0) / w.sum()))
+        embs.append((w * np.array(pooled)).sum(0) / w.sum())
+    return np.array(probs), np.array(embs)
+
+
+@pytest.mark.parametrize("which", ["superb_like", "layer_norm"])
+@pytest.mark.parametrize("max_batch_s", [3.0, 16.0])
+def test_outputs_equal_straightforward_reference(model_dirs, long_audio, which: str,
+                                                 max_batch_s: float) -> None:
+    """Memory work changes no number: probabilities and embeddings equal a plain one-window-
+    at-a-time computation with every hidden state requested, within 1e-5 (TINY RANDOM models;
+    the layer-norm one has transformers 5's pre-final-layer-norm ``hidden_states[-1]``)."""
+    segs = _varied_segments(long_audio.duration_s)
+    stream = _stream(model_dirs[which], window_s=4.0, embeddings=True,
+                     max_batch_s=max_batch_s)
+    assert stream._pool_module is not None  # the hook, not output_hidden_states, is used
+    out = stream.run(long_audio, segs, {})
+    probs, embs = _reference_outputs(model_dirs[which], long_audio, segs, window_s=4.0)
+    got = np.array([[r.model_probabilities[k] for k in ["neu", "hap", "ang", "sad"]]
+                    for r in out.rows])
+    np.testing.assert_allclose(got, probs, atol=1e-5)
+    np.testing.assert_allclose(out.session["embeddings"], embs, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_int8_outputs_equal_quantize_dynamic_reference(model_dirs, long_audio) -> None:
+    """In-place quantisation gives the numbers of torch's copying ``quantize_dynamic`` (TINY
+    RANDOM model). One window per batch: int8 dynamic quantisation scales activations per
+    batch, so int8 numbers depend on which windows share a batch (fp32 ones do not)."""
+    segs = _varied_segments(long_audio.duration_s)
+    stream = _stream(model_dirs["superb_like"], window_s=4.0, embeddings=True, quantize=True,
+                     batch_size=1)
+    out = stream.run(long_audio, segs, {})
+    probs, embs = _reference_outputs(model_dirs["superb_like"], long_audio, segs,
+                                     window_s=4.0, quantize=True)
+    got = np.array([[r.model_probabilities[k] for k in ["neu", "hap", "ang", "sad"]]
+                    for r in out.rows])
+    np.testing.assert_allclose(got, probs, atol=1e-5)
+    np.testing.assert_allclose(out.session["embeddings"], embs, atol=1e-5)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_int8_releases_the_fp32_weights_file(model_dirs) -> None:
+    """After quantisation no tensor references the memory-mapped fp32 safetensors file, so
+    its pages are not kept resident beside the int8 model (TINY RANDOM model)."""
+    weights = str(model_dirs["superb_like"] / "model.safetensors")
+
+    def mapped() -> bool:
+        return weights in Path("/proc/self/maps").read_text()
+
+    fp32 = _stream(model_dirs["superb_like"])
+    assert fp32.loaded
+    int8 = _stream(model_dirs["superb_like"], quantize=True)
+    del fp32
+    import gc
+
+    gc.collect()
+    assert int8.loaded and not mapped()
+
+
+def test_batches_bounded_by_audio_seconds(model_dirs) -> None:
+    """Batches hold at most batch_size windows and max_batch_s seconds of (padded) audio; a
+    longer window runs alone; every window is in exactly one batch."""
+    lengths = [8 * SR] * 5 + [2 * SR] * 9 + [SR] * 3 + [20 * SR]
+    for which in ("superb_like", "layer_norm"):
+        stream = _stream(model_dirs[which], batch_size=8, max_batch_s=16.0)
+        batches = stream._batches(lengths)
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        for b in batches:
+            padded = len(b) * max(lengths[i] for i in b)
+            assert len(b) <= 8 and (padded <= 16 * SR or len(b) == 1)
+        assert [17] in batches  # the 20-s window alone
+        if which == "superb_like":
+            assert all(len({lengths[i] for i in b}) == 1 for b in batches)
+            assert sorted(len(b) for b in batches if lengths[b[0]] == 8 * SR) == [1, 2, 2]
+    unbounded = _stream(model_dirs["superb_like"], batch_size=8, max_batch_s=3600.0)
+    assert sorted(map(len, unbounded._batches(lengths))) == [1, 1, 3, 5, 8]
+
+
+def test_load_switches_off_the_onednn_cache_unless_set(model_dirs, monkeypatch) -> None:
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    _stream(model_dirs["superb_like"])
+    import os
+
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "0"
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
+    _stream(model_dirs["superb_like"])
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
 
 
 def test_embeddings_shape_nan_rows_and_files(model_dirs, jfk_audio, tmp_path) -> None:
