@@ -66,6 +66,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from enum import StrEnum
@@ -372,6 +373,7 @@ class EmotionStream:
         self._hidden_size: int | None = None
         self._lib_version: str | None = None
         self._pool_module: Any = None
+        self._local = threading.local()  # per thread: the pool module's last output
 
     # ------------------------------------------------------------------ loading
     @property
@@ -482,6 +484,8 @@ class EmotionStream:
         self._fe = fe
         if cfg.backend == "classifier":
             self._pool_module = self._find_pool_module(model)
+            if self._pool_module is not None:
+                self._pool_module.register_forward_hook(self._keep_last_hidden)
         self._pad_ok = bool(
             getattr(fe, "return_attention_mask", False)
             and getattr(model.config, "feat_extract_norm", None) == "layer"
@@ -540,6 +544,14 @@ class EmotionStream:
                     and torch.equal(out, last)):
                 return m
         return None
+
+    def _keep_last_hidden(self, module: Any, inputs: Any, output: Any) -> None:
+        """Forward hook on the pool module: keep its output for :meth:`_forward`.
+
+        Thread-local, because one loaded stream may serve several threads at once (the
+        server's workers share one analyzer) and hooks run in the thread that calls the model.
+        """
+        self._local.hidden = _first_output(output)
 
     def provenance(self) -> Provenance:
         """Backend, model id, revision (hub commit or sha256 of local weights) and options."""
@@ -624,13 +636,12 @@ class EmotionStream:
             pooled = (_masked_mean(self._model, states[-1], mask)
                       if states is not None else None)
             return res.logits, pooled
-        seen: dict[int, Any] = {}
-        hook = self._pool_module.register_forward_hook(functools.partial(_keep_output, seen, 0))
-        try:
-            res = self._model(**kwargs)
-        finally:
-            hook.remove()
-        return res.logits, _masked_mean(self._model, seen.pop(0), mask)
+        self._local.hidden = None
+        res = self._model(**kwargs)
+        hidden, self._local.hidden = self._local.hidden, None  # set by _keep_last_hidden
+        if hidden is None:
+            raise RuntimeError("emotion: the model's last hidden state was not captured")
+        return res.logits, _masked_mean(self._model, hidden, mask)
 
     def infer_windows(self, windows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Model outputs and pooled embeddings of raw 16 kHz windows.
@@ -794,12 +805,17 @@ def _limit_onednn_cache() -> None:
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
 
 
+def _first_output(output: Any) -> Any:
+    """A module's output tensor (the first item of a tuple or transformers ModelOutput)."""
+    if output is None or hasattr(output, "shape"):
+        return output
+    return output[0]
+
+
 def _keep_output(store: dict[int, Any], key: int, module: Any, inputs: Any,
                  output: Any) -> None:
-    """Forward hook: keep a module's (first) output tensor in ``store[key]``."""
-    if not hasattr(output, "shape") and output is not None:
-        output = output[0]  # a tuple or a transformers ModelOutput
-    store[key] = output
+    """Forward hook: keep a module's output tensor in ``store[key]``."""
+    store[key] = _first_output(output)
 
 
 def _quantize_in_place(model: Any) -> None:

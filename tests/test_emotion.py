@@ -365,6 +365,22 @@ def test_outputs_equal_straightforward_reference(model_dirs, long_audio, which: 
     np.testing.assert_allclose(out.session["embeddings"], embs, atol=1e-5)
 
 
+def test_one_stream_shared_by_threads_gives_each_its_own_embeddings(model_dirs,
+                                                                     long_audio) -> None:
+    """The last hidden state is captured per thread: concurrent runs of one loaded stream (the
+    server's workers share one analyzer) equal sequential ones (TINY RANDOM model)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stream = _stream(model_dirs["superb_like"], window_s=4.0, embeddings=True)
+    jobs = [[Segment(t, t + 1.0 + 0.25 * k) for t in (0.0, 3.0, 7.0, 12.0)] for k in range(12)]
+    sequential = [stream.run(long_audio, segs, {}).session["embeddings"] for segs in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(lambda segs: stream.run(long_audio, segs, {})
+                                   .session["embeddings"], jobs))
+    for a, b in zip(sequential, concurrent, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_int8_outputs_equal_quantize_dynamic_reference(model_dirs, long_audio) -> None:
     """In-place quantisation gives the numbers of torch's copying ``quantize_dynamic`` (TINY
