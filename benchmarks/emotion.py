@@ -4,6 +4,11 @@ Run by hand (about 3-5 minutes on 2 CPU cores)::
 
     /work/venv/bin/python benchmarks/emotion.py [--repeats 3] [--threads 2] [--copies 6]
 
+``--memory`` measures the stream's memory instead (see :func:`memory_main`; about 25 minutes
+with a baseline)::
+
+    /work/venv/bin/python benchmarks/emotion.py --memory [--baseline REV] [--minutes 2 10 30]
+
 Model: the REAL wav2vec2-base architecture (``Wav2Vec2Config()`` defaults: 12 layers, hidden
 768, group-norm front end, no attention mask — the architecture of
 superb/wav2vec2-base-superb-er, with its weighted layer sum and 4 classes) with RANDOM
@@ -49,7 +54,8 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# --memory workers of a baseline revision import its ``features`` package from another folder
+sys.path.insert(0, os.environ.get("VF_EMOTION_BENCH_CODE") or str(ROOT))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -134,14 +140,201 @@ def int8_check(model_dir: Path, audio, segs, threads: int) -> tuple[float, float
     return float(np.abs(fp32 - int8).max()), agree, len(fp32)
 
 
+# ----------------------------------------------------------------------------- memory
+
+MEMORY_DOC = """Memory of the emotion stream alone (``--memory``).
+
+Every measurement runs in a fresh process (peak RSS is per process): read the first N minutes
+of ``benchmarks/results/cache/speech_10min.flac`` (N <= 10) or ``speech_120min.flac``
+(synthetic espeak-ng speech, made by ``benchmarks/pipeline.py``), take the Silero VAD segments
+(computed once by the current code, the same list for every process), note the RSS, load the
+stream (wav2vec2-base architecture, RANDOM weights: ``benchmarks/results/cache/
+wav2vec2-base-random``, 2 threads, ``embeddings = true``), run it ``runs`` times on the same
+audio, note the peak RSS (``ru_maxrss``) after each run.
+
+Reported per (code, fp32/int8, length): the process's peak RSS, the stream's share of it
+(peak minus the RSS before loading the model: load + run), the peak after the first and after
+the last run (a difference is memory that grows with the number of files), and the median
+time per segment over the runs. Lengths (``--minutes``, default 2 10 30) show whether memory
+grows with the length of a file; the 10-minute length runs ``--repeats`` times, the others
+once. ``--baseline REV`` measures the ``features`` package of git revision REV (extracted
+with ``git archive`` into a temporary folder) beside the current code, alternating, so that a
+change of machine load hits both alike; the 1-minute load average is printed with each time.
+
+Measured (2-core VM; ``--baseline d1055d4``, the code before the memory work; tables and causes
+in docs/models.md, "Memory"): the stream's share of the peak on the 10-minute file went from
+1777 to 836 MB (fp32) and from 2254 to 644 MB (int8); 2 / 10 / 30 minutes: fp32 1002 / 1782 /
+1992 MB before, 797 / 835 / 920 MB now; int8 1488 / 2248 / 2542 before, 646 / 660 / 684 now;
+2 hours (``--minutes 120``, now only): fp32 910 MB, int8 737 MB.
+Three runs of the 10-minute file in one process: fp32 process peak 2061 → 2333 → 2474 MB before,
+1120 → 1181 → 1181 MB now. Time per segment unchanged (fp32 393 / 389 ms, int8 281 / 284 ms,
+load average 0.9-2.1).
+"""
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _speech_slice(minutes: float) -> Path:
+    from pipeline import speech_file  # benchmarks/pipeline.py (this folder)
+
+    return speech_file(10 if minutes <= 10 else 120)
+
+
+def _segments_file(minutes: float) -> Path:
+    """Silero VAD segments of the first ``minutes`` (JSON, cached)."""
+    import json
+
+    out = ROOT / "benchmarks" / "results" / "cache" / f"emotion_segments_{minutes:g}min.json"
+    if not out.exists():
+        y, sr = sf.read(_speech_slice(minutes), frames=int(minutes * 60 * SR), dtype="float32")
+        segs = segment_audio(y, sr, SegmentsConfig())
+        out.write_text(json.dumps([[s.start_s, s.end_s] for s in segs]))
+    return out
+
+
+def memory_worker(spec: dict) -> dict:
+    """One measurement (in its own process): see :data:`MEMORY_DOC`."""
+    import json
+
+    import torch  # noqa: F401 - imported before the first RSS reading, as a pipeline has
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    minutes = float(spec["minutes"])
+    y, sr = sf.read(_speech_slice(minutes), frames=int(minutes * 60 * SR), dtype="float32")
+    audio = audio_from_signal(y, sr, name=f"speech_{minutes:g}min")
+    del y
+    segs = [Segment(a, b) for a, b in json.loads(Path(spec["segments"]).read_text())]
+    options = ({"max_batch_s": spec["max_batch_s"]}
+               if spec.get("max_batch_s") and "max_batch_s" in EmotionConfig.model_fields
+               else {})
+    config = EmotionConfig(model=spec["model"], quantize=spec["quantize"], embeddings=True,
+                           **options)
+    rss0 = _rss_mb()
+    stream = EmotionStream(config, num_threads=spec["threads"]).load()
+    out = {"rss_before_load": rss0, "rss_after_load": _rss_mb(), "segments": len(segs),
+           "runs": []}
+    for _ in range(spec["runs"]):
+        t0 = time.perf_counter()
+        stream.run(audio, segs, {})
+        out["runs"].append({"s": time.perf_counter() - t0, "peak": _peak_mb(),
+                            "rss": _rss_mb(), "load": os.getloadavg()[0]})
+    return out
+
+
+def _run_worker(spec: dict, code: Path | None) -> dict:
+    import json
+    import subprocess
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    if code is not None:
+        env["VF_EMOTION_BENCH_CODE"] = str(code)
+    res = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--memory-worker",
+                          json.dumps(spec)], capture_output=True, text=True, env=env,
+                         check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"memory worker failed ({spec}):\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _baseline_code(rev: str) -> Path:
+    """The ``features`` package of git revision ``rev``, extracted into a temporary folder."""
+    import io
+    import subprocess
+    import tarfile
+
+    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "features"],
+                          capture_output=True, check=True).stdout
+    dest = Path(tempfile.mkdtemp(prefix="vf_emotion_baseline_"))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def memory_main(args: argparse.Namespace) -> int:
+    """``--memory``: see :data:`MEMORY_DOC`."""
+    import json
+
+    from pipeline import random_wav2vec2_base
+
+    print(MEMORY_DOC.split("\n")[0])
+    model = random_wav2vec2_base()
+    codes: list[tuple[str, Path | None]] = [("current", None)]
+    if args.baseline:
+        codes.insert(0, (f"baseline {args.baseline}", _baseline_code(args.baseline)))
+    print(f"model: {model} (wav2vec2-base architecture, RANDOM weights); threads "
+          f"{args.threads}; cpu count {os.cpu_count()}; max_batch_s "
+          f"{args.max_batch_s or 'config default'}")
+    results = []
+    for minutes in args.minutes:
+        segments = _segments_file(minutes)
+        runs = args.repeats if minutes == 10 else 1
+        for quantize in (False, True):
+            for name, code in codes:  # alternating: load changes hit both alike
+                spec = {"minutes": minutes, "quantize": quantize, "runs": runs,
+                        "segments": str(segments), "model": str(model),
+                        "threads": args.threads, "max_batch_s": args.max_batch_s}
+                r = _run_worker(spec, code)
+                r.update(code=name, minutes=minutes, dtype="int8" if quantize else "fp32")
+                results.append(r)
+                peak = r["runs"][-1]["peak"]
+                ms = statistics.median(x["s"] for x in r["runs"]) / r["segments"] * 1000
+                loads = "/".join(f"{x['load']:.1f}" for x in r["runs"])
+                print(f"  {minutes:5g} min {r['dtype']:4s} {name:22s} peak {peak:6.0f} MB "
+                      f"(stream {peak - r['rss_before_load']:5.0f} MB; after run 1 "
+                      f"{r['runs'][0]['peak']:5.0f}, after run {len(r['runs'])} "
+                      f"{peak:5.0f}); {r['segments']} segments, {ms:5.0f} ms/segment "
+                      f"(median of {len(r['runs'])}; load {loads})", flush=True)
+    print("\npeak RSS of the stream alone (peak - RSS before loading the model), MB, first run:")
+    header = "".join(f"{m:>9g} min" for m in args.minutes)
+    print(f"{'':32s}{header}")
+    for name, _ in codes:
+        for dtype in ("fp32", "int8"):
+            cells = "".join(
+                f"{r['runs'][0]['peak'] - r['rss_before_load']:13.0f}" for m in args.minutes
+                for r in results if r["minutes"] == m and r["code"] == name
+                and r["dtype"] == dtype)
+            print(f"{name + ' ' + dtype:32s}{cells}")
+    out = ROOT / "benchmarks" / "results" / "emotion_memory.json"
+    out.write_text(json.dumps(results, indent=1))
+    print(f"\nraw numbers: {out}")
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--memory-worker":
+        import json
+
+        print(json.dumps(memory_worker(json.loads(sys.argv[2]))))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--memory", action="store_true",
+                    help="measure the stream's memory instead of its speed (MEMORY_DOC in "
+                         "this file)")
+    ap.add_argument("--baseline", default=None,
+                    help="--memory: also measure the features package of this git revision")
+    ap.add_argument("--minutes", type=float, nargs="+", default=[2.0, 10.0, 30.0],
+                    help="--memory: audio lengths")
+    ap.add_argument("--max-batch-s", type=float, default=None,
+                    help="--memory: emotion.max_batch_s (default: the config default)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--copies", type=int, default=6, help="jfk.flac repetitions (11 s each)")
     ap.add_argument("--model", type=Path, default=None,
                     help="a trained model directory for the int8 check (default: random)")
     args = ap.parse_args()
+    if args.memory:
+        return memory_main(args)
 
     import torch
     import transformers
