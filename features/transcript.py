@@ -500,6 +500,7 @@ class _FasterWhisperBackend:
         again sequentially with the temperature fallback.
         """
         from faster_whisper import BatchedInferencePipeline
+        from faster_whisper.transcribe import get_compression_ratio
 
         cfg = self.config
         # a fresh pipeline per call: it keeps word-timing state between batches
@@ -517,7 +518,7 @@ class _FasterWhisperBackend:
         per_window: list[list[Any]] = [[] for _ in windows]
         for s in seg_iter:  # the generator does the decoding
             per_window[by_seek.get(s.seek, _nearest_window(windows, s.start))].append(s)
-        stats = {"n_windows": len(windows), "n_windows_no_speech": 0, "n_windows_redecoded": 0}
+        stats = {"n_windows_no_speech": 0, "n_windows_redecoded": 0}
         raw: list[_RawSegment] = []
         lang = info.language
         for (a, b), segs in zip(windows, per_window, strict=True):
@@ -531,7 +532,7 @@ class _FasterWhisperBackend:
                 continue
             text = "".join(s.text for s in segs)
             if cfg.temperature_fallback and (
-                    low_prob or _compression_ratio(text) > cfg.compression_ratio_threshold):
+                    low_prob or get_compression_ratio(text) > cfg.compression_ratio_threshold):
                 stats["n_windows_redecoded"] += 1
                 raw.extend(self._transcribe_window(y, (a, b), lang).segments)
                 continue
@@ -541,11 +542,8 @@ class _FasterWhisperBackend:
     def _transcribe_window(self, y: np.ndarray, window: tuple[float, float],
                            language: str | None) -> _RawResult:
         """Sequential decoding (temperature fallback) of one window, from a slice of ``y``."""
-        i0 = max(0, int((window[0] - _SPAN_MARGIN_S) * SR))
-        i1 = min(len(y), int(math.ceil((window[1] + _SPAN_MARGIN_S) * SR)))
-        offset = i0 / SR
-        result = self.transcribe(y[i0:i1], [(window[0] - offset, window[1] - offset)],
-                                 language)
+        part, offset = _with_context(y, *window)
+        result = self.transcribe(part, [(window[0] - offset, window[1] - offset)], language)
         return _shifted(result, offset)
 
     def transcribe(self, y: np.ndarray, clips: list[tuple[float, float]],
@@ -769,12 +767,12 @@ def _raw_segment(s: Any) -> _RawSegment:
                        s.no_speech_prob, s.compression_ratio)
 
 
-def _compression_ratio(text: str) -> float:
-    """Whisper's repetition measure: UTF-8 length over zlib-compressed length."""
-    import zlib
-
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
+def _with_context(y: np.ndarray, start_s: float, end_s: float) -> tuple[np.ndarray, float]:
+    """The view of ``y`` from ``start_s`` to ``end_s`` plus ``_SPAN_MARGIN_S`` of context on
+    each side (within the signal), and its offset in seconds."""
+    i0 = max(0, int((start_s - _SPAN_MARGIN_S) * SR))
+    i1 = min(len(y), int(math.ceil((end_s + _SPAN_MARGIN_S) * SR)))
+    return y[i0:i1], i0 / SR
 
 
 def _nearest_window(windows: Sequence[tuple[float, float]], t: float) -> int:
@@ -996,17 +994,15 @@ class TranscriptStream:
         first: _RawResult | None = None
         segments: list[_RawSegment] = []
         for span in spans:
-            i0 = max(0, int((span.start_s - _SPAN_MARGIN_S) * SR))
-            i1 = min(len(y), int(math.ceil((span.end_s + _SPAN_MARGIN_S) * SR)))
-            offset, part = i0 / SR, y[i0:i1]
+            part, offset = _with_context(y, span.start_s, span.end_s)
             part_s = len(part) / SR
             if batched:
                 assert isinstance(backend, _FasterWhisperBackend)
                 result, stats = backend.transcribe_windows(
                     part, [(a - offset, min(b - offset, part_s)) for a, b in span.windows],
                     language)
-                for key in ("n_windows_no_speech", "n_windows_redecoded"):
-                    decoding[key] += stats[key]
+                for key, n in stats.items():
+                    decoding[key] += n
             else:
                 result = backend.transcribe(
                     part, [(a - offset, b - offset) for a, b in clips_in_span(clips, span)],
