@@ -32,7 +32,7 @@ from features.prosody import (
     pitch_range_two_pass,
     speaker_pitch_range,
 )
-from features.prosody_cpps import cpps_from_cepstrogram, sound_cpps_db
+from features.prosody_cpps import cpps_from_cepstrogram, power_cepstrogram, sound_cpps_db
 from features.prosody_syllables import Interval, detect_silences
 from features.segments import Segment, segment_audio
 from features.stream import Stream, StreamStatus
@@ -174,6 +174,24 @@ def test_cpps_equals_praat_get_cpps(jfk_path: Path) -> None:
     # and it means something: a periodic vowel is far more prominent than noise
     assert sound_cpps_db(parselmouth.Sound(signals["vowel"], sampling_frequency=SR)) > \
         sound_cpps_db(parselmouth.Sound(signals["noise"], sampling_frequency=SR)) + 5
+
+
+@pytest.mark.parametrize("sr,seconds", [(16_000, 2.0), (44_100, 1.0), (8_000, 1.5),
+                                        (16_000, 0.08)])
+def test_power_cepstrogram_equals_praat(jfk_path: Path, sr: int, seconds: float) -> None:
+    """The numpy cepstrogram against Praat's ``To PowerCepstrogram`` on real speech (JFK),
+    resampled to 44.1 and 8 kHz, and shorter than the 0.1-s window (one frame)."""
+    y = load_audio(jfk_path).y.astype(np.float64)
+    if sr != SR:
+        y = resample_poly(y, sr, SR)
+    snd = parselmouth.Sound(y[: int(seconds * sr)], sampling_frequency=sr)
+    ours, geometry = power_cepstrogram(snd)
+    m = call(call(snd, "To PowerCepstrogram", 60.0, 0.002, 5000.0, 50.0), "To Matrix")
+    assert ours.shape == m.values.shape
+    assert geometry == {"x1": m.x1, "dx": m.dx, "xmin": m.xmin, "xmax": m.xmax,
+                        "qmax": m.ymax}
+    np.testing.assert_allclose(ours, m.values, rtol=1e-6, atol=1e-9 * float(m.values.max()))
+    assert sound_cpps_db(snd) == pytest.approx(_praat_cpps(snd), abs=1e-8)
 
 
 # --------------------------------------------------------------------------------------------
