@@ -1,7 +1,9 @@
-"""Prosody stream: Praat measures of every segment through Parselmouth (in process).
+"""Prosody stream: Praat measures of every segment through Parselmouth.
 
 Per segment (its own samples, DC offset removed; one ``parselmouth.Sound`` built from the
-array, no temp files, never a Praat subprocess):
+array, no temp files, no Praat executable). The Praat calls run in a child process of
+:mod:`features.prosody_worker` by default, because Parselmouth holds Python's global lock
+during each call and would stall the other streams (``prosody.run_praat_in``):
 
 =========================  ================================================================
 measure                    method (Praat 6.1 via Parselmouth; arguments in ``provenance``)
@@ -21,9 +23,10 @@ CPPS (dB)                  ``To PowerCepstrogram: 60 Hz, 0.002 s, 5000 Hz, 50 Hz
                            no, 0.01 s, 0.001 s, 60–330 Hz, 0.05, parabolic, 0.001–0 s,
                            straight, robust`` (Maryn & Weenink 2015), over the whole segment
                            (running speech, voiced and unvoiced frames; Hillenbrand & Houde
-                           1996). The cepstrogram is Praat's; the averaging and peak picking of
-                           ``Get CPPS`` run vectorised in :mod:`features.prosody_cpps` and are
-                           tested equal to Praat's own ``Get CPPS``.
+                           1996). Praat resamples the segment (``Resample``, 10 kHz); the
+                           cepstrogram frames and ``Get CPPS`` run vectorised in
+                           :mod:`features.prosody_cpps`, tested equal to Praat's own
+                           ``To PowerCepstrogram`` and ``Get CPPS`` (to ~1e-8 dB).
 intensity (dB)             ``To Intensity: 50 Hz, 0.016 s, subtract mean`` (de Jong & Wempe
                            2009 settings); mean by energy averaging (Praat's default), SD over
                            frames; frames of digital silence (−300 dB) are left out. dB re
@@ -82,6 +85,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -92,7 +96,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features import prosody_syllables as syl
+from features._praat_worker import run_task
 from features.errors import ModelUnavailable, ParameterError
+from features.prosody_worker import LOST_REASON, PraatWorker, shared_worker
 from features.stream import Provenance, StreamOutput
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,7 +115,12 @@ __all__ = [
     "speaker_pitch_range",
     "pitch_range_two_pass",
     "PRAAT_ARGS",
+    "first_pass_f0",
+    "measure_clips",
+    "pitch_range_from_f0",
 ]
+
+log = logging.getLogger(__name__)
 
 #: reference of the semitone scale
 _ST_REF_HZ = 100.0
@@ -143,7 +154,8 @@ PRAAT_ARGS: dict[str, Any] = {
     "harmonicity": {"command": "To Harmonicity (cc)", "time_step_s": 0.01,
                     "minimum_pitch": "pitch floor", "silence_threshold": 0.1,
                     "periods_per_window": 1.0},
-    "cpps": {"command": "To PowerCepstrogram + Get CPPS (vectorised, Praat-equal)",
+    "cpps": {"command": "To PowerCepstrogram + Get CPPS (numpy after Praat's Resample; "
+                        "equal to Praat's commands, tested)",
              "args": "60, 0.002, 5000, 50; no, 0.01, 0.001, 60, 330, 0.05, Parabolic, 0.001, "
                      "0, Straight, Robust"},
     "intensity": {"command": "To Intensity", "minimum_pitch_hz": _INTENSITY_MIN_PITCH_HZ,
@@ -230,6 +242,11 @@ class ProsodyConfig(BaseModel):
         "(de Jong & Wempe 2009)")
     min_dip_db: float = Field(
         2.0, ge=0, description="intensity dip between syllable peaks (de Jong & Wempe 2009)")
+    run_praat_in: Literal["auto", "child-process", "this-process"] = Field(
+        "auto", description="where the Praat calls run: 'child-process' keeps them from "
+        "holding the other streams' global interpreter lock (same values, faster when streams "
+        "run in parallel); 'auto' = a child process, or this process when none can be "
+        "started; speed only, not part of the config hash")
 
     @model_validator(mode="after")
     def _check_range(self) -> ProsodyConfig:
@@ -274,19 +291,21 @@ def _crop(y: np.ndarray, sr: int, start_s: float, end_s: float) -> np.ndarray:
     return y[i0:max(i0, i1)]
 
 
-def _first_pass_f0(y: np.ndarray, sr: int,
-                   segments: Sequence[Segment] | None) -> np.ndarray:
+def first_pass_f0(clips: Sequence[np.ndarray], sr: int) -> list[np.ndarray]:
+    """Voiced F0 values (Hz) of the two-pass method's first pass, one array per clip.
+
+    ``To Pitch (ac)`` at 0.01 s steps, 60–700 Hz. A clip too short for the analysis window,
+    with non-finite samples, silent, or refused by Praat gives an empty array.
+    """
     import parselmouth
 
-    spans = [(s.start_s, s.end_s) for s in segments] if segments is not None \
-        else [(0.0, len(y) / sr)]
     voiced: list[np.ndarray] = []
     min_len = int(math.ceil(3.0 / FIRST_PASS_FLOOR_HZ * sr)) + 1
-    for a, b in spans:
-        x = _crop(y, sr, a, b)
-        if x.size < min_len or not np.all(np.isfinite(x)):
+    for clip in clips:
+        voiced.append(np.zeros(0))
+        if clip.size < min_len or not np.all(np.isfinite(clip)):
             continue
-        x = x.astype(np.float64) - float(np.mean(x))
+        x = clip.astype(np.float64) - float(np.mean(clip))
         if not np.any(x):
             continue
         try:
@@ -296,8 +315,14 @@ def _first_pass_f0(y: np.ndarray, sr: int,
         except parselmouth.PraatError:
             continue
         f = pitch.selected_array["frequency"]
-        voiced.append(f[f > 0])
-    return np.concatenate(voiced) if voiced else np.zeros(0)
+        voiced[-1] = f[f > 0]
+    return voiced
+
+
+def _clips(y: np.ndarray, sr: int, segments: Sequence[Segment] | None) -> list[np.ndarray]:
+    spans = [(s.start_s, s.end_s) for s in segments] if segments is not None \
+        else [(0.0, len(y) / sr)]
+    return [_crop(y, sr, a, b) for a, b in spans]
 
 
 def pitch_range_two_pass(
@@ -333,7 +358,17 @@ def pitch_range_two_pass(
     """
     if pitch_floor_hz is not None and pitch_ceiling_hz is not None:
         return PitchRange(float(pitch_floor_hz), float(pitch_ceiling_hz), "config")
-    f0 = _first_pass_f0(np.asarray(y), int(sr), segments)
+    voiced = first_pass_f0(_clips(np.asarray(y), int(sr), segments), int(sr))
+    return pitch_range_from_f0(np.concatenate(voiced), pitch_floor_hz=pitch_floor_hz,
+                               pitch_ceiling_hz=pitch_ceiling_hz)
+
+
+def pitch_range_from_f0(f0: np.ndarray, *, pitch_floor_hz: float | None = None,
+                        pitch_ceiling_hz: float | None = None) -> PitchRange:
+    """The two-pass range from the first pass's voiced F0 values (see
+    :func:`pitch_range_two_pass`); configured values override the estimate."""
+    if pitch_floor_hz is not None and pitch_ceiling_hz is not None:
+        return PitchRange(float(pitch_floor_hz), float(pitch_ceiling_hz), "config")
     if f0.size < FIRST_PASS_MIN_VOICED_FRAMES:
         floor, ceiling, source = DEFAULT_PITCH_FLOOR_HZ, DEFAULT_PITCH_CEILING_HZ, "default"
         q25 = q75 = None
@@ -666,6 +701,31 @@ def _measure(row: _Row, x: np.ndarray, sr: int, duration_s: float, floor: float,
     return row.build()
 
 
+def _failed_row(prange: PitchRange, reason: str) -> ProsodyMeasures:
+    r = _Row(prange.floor_hz, prange.ceiling_hz)
+    r.fail(MEASURES, reason)
+    return r.build()
+
+
+def measure_clips(clips: Sequence[np.ndarray], sr: int,
+                  settings: dict[str, Any]) -> list[tuple[ProsodyMeasures, str | None]]:
+    """:func:`measure_segment` of each clip with ``settings`` (its keyword arguments).
+
+    Returns ``(row, None)`` per clip, or ``(row with every measure None, reason)`` when the
+    measurement raised: one bad segment must not cost the file.
+    """
+    out: list[tuple[ProsodyMeasures, str | None]] = []
+    for clip in clips:
+        try:
+            out.append((measure_segment(clip, sr, **settings), None))
+        except Exception as exc:
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            prange = PitchRange(settings["pitch_floor_hz"], settings["pitch_ceiling_hz"],
+                                "config")
+            out.append((_failed_row(prange, reason), reason))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # the stream
 # --------------------------------------------------------------------------------------------
@@ -678,9 +738,9 @@ class ProsodyStream:
     config : ProsodyConfig
         Section ``[prosody]`` of the configuration.
     num_threads : int
-        Kept for the common stream signature. Praat's pitch analysis threads internally;
-        Parselmouth holds the GIL, so extra Python threads would not speed it up and the
-        segments are measured one after the other.
+        Kept for the common stream signature. The segments are measured one after the
+        other, in the Praat worker process (``prosody.run_praat_in``); Praat's pitch analysis
+        threads internally.
     """
 
     name = "prosody"
@@ -690,6 +750,8 @@ class ProsodyStream:
         self.config = config if config is not None else ProsodyConfig()
         self.num_threads = num_threads
         self._loaded = False
+        self._worker: PraatWorker | None = None
+        self._praat_ran_in = "this process"
 
     def load(self) -> None:
         """Check that Parselmouth imports (nothing heavy to load)."""
@@ -699,7 +761,31 @@ class ProsodyStream:
             raise ModelUnavailable(
                 "Praat-Parselmouth is not installed: run `pip install praat-parselmouth` "
                 f"({exc})") from exc
+        self._worker, self._praat_ran_in = self._choose_worker(self.config.run_praat_in)
         self._loaded = True
+
+    @staticmethod
+    def _choose_worker(mode: str) -> tuple[PraatWorker | None, str]:
+        """The worker process to use (or ``None``) and where Praat will run, in words."""
+        if mode == "this-process":
+            return None, "this process (prosody.run_praat_in = 'this-process')"
+        worker = shared_worker()
+        try:
+            worker.start()
+            return worker, "child process"
+        except Exception as exc:  # no fork/exec allowed, a sandbox: run Praat here
+            why = f"the Praat child process could not be started ({type(exc).__name__}: {exc})"
+        if mode == "child-process":
+            raise ModelUnavailable(f"prosody.run_praat_in = 'child-process', but {why}")
+        log.warning("prosody: Praat runs in this process: %s", why)
+        return None, f"this process: {why}"
+
+    def _per_clip(self, task: str, clips: list[np.ndarray], sr: int,
+                  settings: dict[str, Any], lost: Any) -> list[Any]:
+        """``task`` of :mod:`features._praat_worker` over the clips, in the child or here."""
+        if self._worker is not None:
+            return self._worker.run_per_clip(task, clips, sr, settings, lost)
+        return run_task(task, clips, sr, settings)
 
     def provenance(self) -> Provenance:
         """Backend ``parselmouth``: its version, Praat's version and every option used."""
@@ -725,29 +811,34 @@ class ProsodyStream:
         if not self._loaded:
             self.load()
         warnings: list[str] = []
-        prange = pitch_range_two_pass(audio.y, audio.sr, segments,
-                                      pitch_floor_hz=cfg.pitch_floor_hz,
-                                      pitch_ceiling_hz=cfg.pitch_ceiling_hz)
+        clips = [audio.crop(seg.start_s, seg.end_s) for seg in segments]
+        if cfg.pitch_floor_hz is not None and cfg.pitch_ceiling_hz is not None:
+            f0 = np.zeros(0)  # the configured range needs no first pass
+        else:
+            f0 = np.concatenate([np.zeros(0), *self._per_clip(
+                "first_pass", clips, audio.sr, {}, lambda i: np.zeros(0))])
+        prange = pitch_range_from_f0(f0, pitch_floor_hz=cfg.pitch_floor_hz,
+                                     pitch_ceiling_hz=cfg.pitch_ceiling_hz)
         if prange.source == "default" and segments:
             warnings.append(
                 f"the two-pass pitch range found only {prange.voiced_frames} voiced frames "
                 f"(< {FIRST_PASS_MIN_VOICED_FRAMES}); Praat's default range "
                 f"{DEFAULT_PITCH_FLOOR_HZ:g}–{DEFAULT_PITCH_CEILING_HZ:g} Hz was used")
+        settings = {"pitch_floor_hz": prange.floor_hz, "pitch_ceiling_hz": prange.ceiling_hz,
+                    "min_pause_s": cfg.min_pause_s, "min_segment_s": cfg.min_segment_s,
+                    "silence_threshold_db": cfg.silence_threshold_db,
+                    "min_dip_db": cfg.min_dip_db}
+
+        def lost(i: int) -> dict[str, Any]:
+            return {"row": _failed_row(prange, LOST_REASON).model_dump(mode="json"),
+                    "error": LOST_REASON}
+
         rows: list[ProsodyMeasures] = []
-        for k, seg in enumerate(segments):
-            y = audio.crop(seg.start_s, seg.end_s)
-            try:
-                row = measure_segment(
-                    y, audio.sr, pitch_floor_hz=prange.floor_hz,
-                    pitch_ceiling_hz=prange.ceiling_hz, min_pause_s=cfg.min_pause_s,
-                    min_segment_s=cfg.min_segment_s,
-                    silence_threshold_db=cfg.silence_threshold_db, min_dip_db=cfg.min_dip_db)
-            except Exception as exc:  # one bad segment must not cost the file
-                reason = f"internal error: {type(exc).__name__}: {exc}"
-                warnings.append(f"segment {k} ({seg.start_s:.2f}–{seg.end_s:.2f} s): {reason}")
-                r = _Row(prange.floor_hz, prange.ceiling_hz)
-                r.fail(MEASURES, reason)
-                row = r.build()
+        for k, item in enumerate(self._per_clip("measure", clips, audio.sr, settings, lost)):
+            row, error = ProsodyMeasures(**item["row"]), item["error"]
+            if error is not None:
+                seg = segments[k]
+                warnings.append(f"segment {k} ({seg.start_s:.2f}–{seg.end_s:.2f} s): {error}")
             rows.append(row)
         session = {
             "pitch_floor_hz": prange.floor_hz,
@@ -756,6 +847,7 @@ class ProsodyStream:
             "first_pass_voiced_frames": prange.voiced_frames,
             "first_pass_q25_hz": prange.q25_hz,
             "first_pass_q75_hz": prange.q75_hz,
+            "praat_ran_in": self._praat_ran_in,
         }
         return StreamOutput(name=self.name, provenance=self.provenance(), rows=rows,
                             session=session, warnings=warnings,

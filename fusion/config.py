@@ -40,6 +40,11 @@ __all__ = [
 ]
 
 
+#: settings that change speed only, left out of :meth:`Config.config_hash`
+SPEED_ONLY_SETTINGS: tuple[str, ...] = (
+    "runtime.num_threads", "runtime.parallel_streams", "prosody.run_praat_in")
+
+
 def config_dir() -> Path:
     """The project's ``configs/`` folder (shipped inside the package as ``fusion/configs``)."""
     return Path(__file__).resolve().parent / "configs"
@@ -106,11 +111,12 @@ class Config(BaseModel):
 
     def config_hash(self) -> str:
         """sha256 (first 16 hex digits) of the canonical JSON of the settings that can change
-        results: ``runtime.num_threads`` and ``runtime.parallel_streams`` change speed only and
-        are left out, so a batch rerun with another ``--workers`` resumes instead of redoing."""
+        results: the settings in :data:`SPEED_ONLY_SETTINGS` change speed only and are left
+        out, so a batch rerun with another ``--workers`` resumes instead of redoing."""
         data = self.to_dict()
-        data["runtime"] = {k: v for k, v in data["runtime"].items()
-                           if k not in ("num_threads", "parallel_streams")}
+        for dotted in SPEED_ONLY_SETTINGS:
+            section, key = dotted.split(".")
+            data[section] = {k: v for k, v in data[section].items() if k != key}
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
