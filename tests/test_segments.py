@@ -17,6 +17,7 @@ from features.segments import (
     Segment,
     SegmentsConfig,
     SileroVAD,
+    clear_vad_cache,
     fixed_segments,
     postprocess_regions,
     segment_audio,
@@ -68,6 +69,36 @@ def test_silence_and_noise_give_no_or_little_speech(vad: SileroVAD) -> None:
     noise = (0.05 * rng.standard_normal(SR * 5)).astype(np.float32)
     segs = segment_audio(noise, SR, vad=vad)
     assert sum(s.duration_s for s in segs) < 1.5
+
+
+def test_vad_runs_once_per_signal(jfk_path: Path, vad: SileroVAD,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segmentation and the transcript's speech gate (another SileroVAD) share one pass; a
+    changed sample, or a cleared cache, means a new pass with the same answer as before."""
+    y = load_audio(jfk_path).y
+    clear_vad_cache()
+    passes: list[int] = []
+    real_run = SileroVAD._run
+
+    def counted(self: SileroVAD, padded: np.ndarray, n_frames: int) -> np.ndarray:
+        passes.append(n_frames)
+        return real_run(self, padded, n_frames)
+
+    monkeypatch.setattr(SileroVAD, "_run", counted)
+    first = vad.probabilities(y)
+    again = SileroVAD().probabilities(y.copy())  # another instance, an equal copy
+    assert len(passes) == 1
+    np.testing.assert_array_equal(first, again)
+    again[:] = 0  # callers get their own array
+    np.testing.assert_array_equal(vad.probabilities(y), first)
+    assert len(passes) == 1
+    changed = y.copy()
+    changed[1000] += 0.01
+    vad.probabilities(changed)
+    assert len(passes) == 2
+    clear_vad_cache()
+    np.testing.assert_array_equal(vad.probabilities(y), first)
+    assert len(passes) == 3
 
 
 def test_vad_does_not_import_torch(jfk_path: Path) -> None:
