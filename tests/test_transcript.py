@@ -201,13 +201,14 @@ def test_synthetic_speech_wer_and_timestamps(stream: TranscriptStream,
 
 def test_sequential_decoding_matches_batched(stream: TranscriptStream,
                                              speech_factory: Callable[..., Path]) -> None:
-    """batch_size = 1 decodes the clips one after another (Whisper's own loop with its
-    temperature fallback); the default decodes ≤30-s windows in batches. Same words."""
+    """batch_size = 1 (the default) decodes the clips one after another (Whisper's own loop
+    with its temperature fallback); batch_size = 8 decodes ≤30-s windows in batches. Same
+    words."""
     path = speech_factory(" ".join(SENTENCES))
-    batched, segs = transcribe(stream, path)
-    sequential = TranscriptStream(TranscriptConfig(batch_size=1), num_threads=2)
-    sequential.load()
-    seq, _ = transcribe(sequential, path, segs)
+    seq, segs = transcribe(stream, path)
+    batching = TranscriptStream(TranscriptConfig(batch_size=8), num_threads=2)
+    batching.load()
+    batched, _ = transcribe(batching, path, segs)
     check_rows(seq, segs)
     assert batched.session["decoding"] == "batched"
     assert seq.session["decoding"] == "sequential"
