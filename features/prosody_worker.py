@@ -79,6 +79,13 @@ def _read_exact(stream: IO[bytes], n: int) -> bytes:
     return data
 
 
+def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.kill()
+    except OSError:
+        pass
+
+
 class PraatWorker:
     """One child process that runs Praat tasks; restarted when it dies. Thread-safe.
 
@@ -100,12 +107,22 @@ class PraatWorker:
         """Process id of the running child, if any."""
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
-    def start(self) -> None:
+    def start(self, timeout_s: float = 60.0) -> None:
         """Start the child if it is not running and wait until it answers.
 
-        Raises ``OSError`` or :class:`WorkerDied` when it cannot be started.
+        Raises ``OSError`` or :class:`WorkerDied` when it cannot be started or does not answer
+        within ``timeout_s`` (then it is killed: e.g. a ``sys.executable`` that is not a plain
+        Python, as in some embedded servers).
         """
-        self.request("ping", [], 0, {})
+        with self._lock:
+            proc = self._running()
+        timer = threading.Timer(timeout_s, _kill_quietly, args=(proc,))
+        timer.daemon = True
+        timer.start()
+        try:
+            self.request("ping", [], 0, {})
+        finally:
+            timer.cancel()
 
     def shutdown(self) -> None:
         """Stop the child (a later request starts a new one)."""

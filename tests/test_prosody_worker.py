@@ -20,7 +20,13 @@ import pytest
 from features.audio import Audio, load_audio
 from features.errors import ModelUnavailable
 from features.prosody import ProsodyConfig, ProsodyStream
-from features.prosody_worker import LOST_REASON, PraatWorker, _chunks, shared_worker
+from features.prosody_worker import (
+    LOST_REASON,
+    PraatWorker,
+    WorkerDied,
+    _chunks,
+    shared_worker,
+)
 from features.segments import Segment, segment_audio
 from fusion.config import load_config
 
@@ -165,6 +171,17 @@ def test_chunks_keep_order_and_bound_the_audio() -> None:
     assert [(i0, [c.size // SR for c in g]) for i0, g in chunks] == [
         (0, [10, 10]), (2, [15]), (3, [40]), (4, [5, 5])]
     assert _chunks([], SR, 30.0) == []
+
+
+def test_a_worker_that_never_answers_is_killed() -> None:
+    import time
+
+    worker = PraatWorker([sys.executable, "-c", "import time; time.sleep(60)"])
+    t0 = time.perf_counter()
+    with pytest.raises(WorkerDied):
+        worker.start(timeout_s=1.0)
+    assert time.perf_counter() - t0 < 20
+    worker.shutdown()
 
 
 def test_no_child_means_praat_runs_here(monkeypatch: pytest.MonkeyPatch) -> None:
