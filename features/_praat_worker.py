@@ -59,7 +59,8 @@ def run_task(task: str, clips: Sequence[np.ndarray], sr: int,
     return TASKS[task](clips, sr, settings)
 
 
-def _read_exact(stream: BinaryIO, n: int) -> bytes:
+def read_exact(stream: BinaryIO, n: int) -> bytes:
+    """Exactly ``n`` bytes from ``stream``; ``EOFError`` when it ends first (both sides)."""
     data = stream.read(n)
     if len(data) != n:
         raise EOFError(f"expected {n} bytes, got {len(data)}")
@@ -85,7 +86,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
             return
         header = json.loads(line)
         sizes = [int(n) for n in header.get("sizes", [])]
-        samples = np.frombuffer(_read_exact(inp, 4 * sum(sizes)), dtype="<f4")
+        samples = np.frombuffer(read_exact(inp, 4 * sum(sizes)), dtype="<f4")
         clips = np.split(samples, np.cumsum(sizes)[:-1]) if sizes else []
         try:
             items = run_task(str(header["task"]), clips, int(header.get("sr", 0)),

@@ -701,8 +701,8 @@ def _measure(row: _Row, x: np.ndarray, sr: int, duration_s: float, floor: float,
     return row.build()
 
 
-def _failed_row(prange: PitchRange, reason: str) -> ProsodyMeasures:
-    r = _Row(prange.floor_hz, prange.ceiling_hz)
+def _failed_row(floor_hz: float, ceiling_hz: float, reason: str) -> ProsodyMeasures:
+    r = _Row(floor_hz, ceiling_hz)
     r.fail(MEASURES, reason)
     return r.build()
 
@@ -720,9 +720,8 @@ def measure_clips(clips: Sequence[np.ndarray], sr: int,
             out.append((measure_segment(clip, sr, **settings), None))
         except Exception as exc:
             reason = f"internal error: {type(exc).__name__}: {exc}"
-            prange = PitchRange(settings["pitch_floor_hz"], settings["pitch_ceiling_hz"],
-                                "config")
-            out.append((_failed_row(prange, reason), reason))
+            out.append((_failed_row(settings["pitch_floor_hz"], settings["pitch_ceiling_hz"],
+                                    reason), reason))
     return out
 
 
@@ -830,7 +829,8 @@ class ProsodyStream:
                     "min_dip_db": cfg.min_dip_db}
 
         def lost(i: int) -> dict[str, Any]:
-            return {"row": _failed_row(prange, LOST_REASON).model_dump(mode="json"),
+            return {"row": _failed_row(prange.floor_hz, prange.ceiling_hz, LOST_REASON)
+                    .model_dump(mode="json"),
                     "error": LOST_REASON}
 
         rows: list[ProsodyMeasures] = []

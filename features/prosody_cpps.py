@@ -29,6 +29,7 @@ cepstral peak prominence and acoustic voice quality index. *J. Voice* 29(1), 35�
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -215,20 +216,45 @@ def cpps_from_cepstrogram(
     """
     nq, nt = np.shape(values)
     z = np.ascontiguousarray(np.asarray(values, dtype=np.float64).T)  # (frames, quefrencies)
-    dq = qmax / (nq - 1)
-    # 1. time, then quefrency smoothing (PowerCepstrogram_smoothRectangular)
-    if math.floor(time_averaging_window_s / dx) > 1:
-        z = _mean_weights(nt, x1, dx, xmin, xmax, 0.5 * time_averaging_window_s) @ z
-    wq = (_quefrency_weights(nq, qmax, quefrency_averaging_window_s)
-          if math.floor(quefrency_averaging_window_s / dq) > 1 else None)
-    # steps 2-4 frame block by frame block (keeps the work in cache)
-    cpp = np.concatenate([
-        _frame_cpp(z[i:i + _BLOCK], wq, dq, pitch_floor_hz, pitch_ceiling_hz, fit_method)
-        for i in range(0, nt, _BLOCK)])
-    return float(np.mean(cpp))
+    return _mean_cpp(lambda lo, hi: z[lo:hi], nt, nq, x1=x1, dx=dx, xmin=xmin, xmax=xmax,
+                     qmax=qmax, time_averaging_window_s=time_averaging_window_s,
+                     quefrency_averaging_window_s=quefrency_averaging_window_s,
+                     pitch_floor_hz=pitch_floor_hz, pitch_ceiling_hz=pitch_ceiling_hz,
+                     fit_method=fit_method)
 
 
 _BLOCK = 256
+
+
+def _mean_cpp(frames: Callable[[int, int], np.ndarray], nt: int, nq: int, *, x1: float,
+              dx: float, xmin: float, xmax: float, qmax: float,
+              time_averaging_window_s: float, quefrency_averaging_window_s: float,
+              pitch_floor_hz: float, pitch_ceiling_hz: float, fit_method: str) -> float:
+    """Steps 1–5 of ``Get CPPS`` over a cepstrogram read block by block.
+
+    ``frames(lo, hi)`` gives the power cepstra of frames ``lo … hi−1`` as rows. The time
+    smoothing of a block's rows reaches a few frames beyond the block (its weight rows say
+    which); the rest works on one block at a time (keeps the work in cache, and a sound's
+    whole cepstrogram never exists at once).
+    """
+    dq = qmax / (nq - 1)
+    # 1. time, then quefrency smoothing (PowerCepstrogram_smoothRectangular)
+    w_time = (_mean_weights(nt, x1, dx, xmin, xmax, 0.5 * time_averaging_window_s)
+              if math.floor(time_averaging_window_s / dx) > 1 else None)
+    wq = (_quefrency_weights(nq, qmax, quefrency_averaging_window_s)
+          if math.floor(quefrency_averaging_window_s / dq) > 1 else None)
+    cpp = []
+    for b in range(0, nt, _BLOCK):
+        e = min(nt, b + _BLOCK)
+        if w_time is None:
+            z = frames(b, e)
+        else:
+            rows = w_time[b:e]
+            lo, hi = int(rows.indices.min()), int(rows.indices.max()) + 1
+            z = np.asarray(rows[:, lo:hi] @ frames(lo, hi))
+        # 2-4. dB, trend line, peak per frame
+        cpp.append(_frame_cpp(z, wq, dq, pitch_floor_hz, pitch_ceiling_hz, fit_method))
+    return float(np.mean(np.concatenate(cpp)))
 
 
 def _frame_cpp(z: np.ndarray, wq: sp.csr_matrix | None, dq: float, pitch_floor_hz: float,
@@ -386,23 +412,12 @@ def sound_cpps_db(sound: object, *, time_averaging_window_s: float = 0.01,
     Praat's ``Sound: To PowerCepstrogram: 60 Hz, 0.002 s, 5000 Hz, 50 Hz`` (computed by
     :class:`_CepstrogramFrames`, block by block, so a long sound never holds its whole
     cepstrogram) + ``Get CPPS`` as :func:`cpps_from_cepstrogram` computes it. Equal to Praat's
-    own commands to ~1e-7 dB (tested). Raises ``parselmouth.PraatError`` when Praat cannot
+    own commands to 1e-8 dB (tested). Raises ``parselmouth.PraatError`` when Praat cannot
     resample the sound (no samples).
     """
     f = _frames(sound)
-    dq = f.qmax / (f.nq - 1)
-    w_time = (_mean_weights(f.n, f.t1, f.dt, f.xmin, f.xmax, 0.5 * time_averaging_window_s)
-              if math.floor(time_averaging_window_s / f.dt) > 1 else None)
-    wq = (_quefrency_weights(f.nq, f.qmax, quefrency_averaging_window_s)
-          if math.floor(quefrency_averaging_window_s / dq) > 1 else None)
-    cpp = []
-    for b in range(0, f.n, _BLOCK):
-        e = min(f.n, b + _BLOCK)
-        if w_time is None:
-            z = f.power_cepstra(b, e)
-        else:  # the rows' weights reach a few frames beyond the block
-            rows = w_time[b:e]
-            lo, hi = int(rows.indices.min()), int(rows.indices.max()) + 1
-            z = np.asarray(rows[:, lo:hi] @ f.power_cepstra(lo, hi))
-        cpp.append(_frame_cpp(z, wq, dq, pitch_floor_hz, pitch_ceiling_hz, fit_method))
-    return float(np.mean(np.concatenate(cpp)))
+    return _mean_cpp(f.power_cepstra, f.n, f.nq, x1=f.t1, dx=f.dt, xmin=f.xmin, xmax=f.xmax,
+                     qmax=f.qmax, time_averaging_window_s=time_averaging_window_s,
+                     quefrency_averaging_window_s=quefrency_averaging_window_s,
+                     pitch_floor_hz=pitch_floor_hz, pitch_ceiling_hz=pitch_ceiling_hz,
+                     fit_method=fit_method)

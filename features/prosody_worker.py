@@ -34,9 +34,11 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
+
+from features._praat_worker import read_exact
 
 __all__ = ["CHUNK_AUDIO_S", "LOST_REASON", "PraatWorker", "WorkerDied", "shared_worker"]
 
@@ -70,13 +72,6 @@ def _chunks(clips: Sequence[np.ndarray], sr: int,
     if group:
         out.append((start, group))
     return out
-
-
-def _read_exact(stream: IO[bytes], n: int) -> bytes:
-    data = stream.read(n)
-    if len(data) != n:
-        raise WorkerDied(f"the answer ended after {len(data)} of {n} bytes")
-    return data
 
 
 def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:
@@ -188,10 +183,10 @@ class PraatWorker:
                 items = list(answer["items"])
                 for i, n in enumerate(answer["array_sizes"]):
                     if n is not None:
-                        items[i] = np.frombuffer(_read_exact(proc.stdout, 8 * int(n)),
+                        items[i] = np.frombuffer(read_exact(proc.stdout, 8 * int(n)),
                                                  dtype="<f8").copy()
                 return items
-            except (OSError, ValueError, WorkerDied) as exc:
+            except (OSError, ValueError, EOFError, WorkerDied) as exc:
                 code = proc.poll()
                 self._stop()
                 self.restarts += 1
