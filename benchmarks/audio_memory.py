@@ -15,7 +15,7 @@ The audio is SYNTHETIC: examples/synthetic_session.flac (espeak-ng speech, 16 kH
 * ``stereo44k_m4a``  the ``stereo44k`` audio as AAC in M4A (128 kb/s), decoded by ffmpeg
   (needs ffmpeg; left out without it).
 
-Each (file, path) pair runs in a fresh ``python`` process that imports ``features.audio`` and
+Each (file, path) pair runs in a fresh ``python`` process that imports ``features.audio.load`` and
 calls ``load_audio(path, hash_file=False)`` (path ``direct``) or ``load_audio(path,
 hash_file=False, isolate=True)`` (path ``isolate``: decoding in the child process the server
 uses). Reported: wall time of the call; peak RSS of the process (``ru_maxrss`` of
@@ -117,7 +117,7 @@ def _rss_mib(who: int) -> float:
 def child(path: str, isolate: bool, save: str | None) -> None:
     """One measurement in this process; prints one JSON line."""
     sys.path.insert(0, str(ROOT))
-    from features.audio import load_audio
+    from features.audio.load import load_audio
 
     rss_import = _rss_mib(resource.RUSAGE_SELF)
     t0 = time.perf_counter()

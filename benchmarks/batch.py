@@ -105,7 +105,7 @@ def make_corpus(folder: Path, n_files: int, seconds: float) -> list[Path]:
 
 def run_naive(paths: list[Path], cfg, out: Path) -> tuple[int, int]:
     from features.errors import AudioError
-    from fusion.pipeline import Analyzer
+    from fusion.engine.analyzer import Analyzer
 
     ok = failed = 0
     out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +133,7 @@ def main() -> None:
                         metavar="KEY=VALUE")
     args = parser.parse_args()
 
-    from fusion.batch import run_batch
+    from fusion.batch.runner import run_batch
     from fusion.config import load_config
     from fusion.schema import SessionResult
 

@@ -59,9 +59,9 @@ sys.path.insert(0, os.environ.get("VF_EMOTION_BENCH_CODE") or str(ROOT))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from features.audio import audio_from_signal, load_audio, resample  # noqa: E402
-from features.emotion import EmotionConfig, EmotionStream, window_bounds  # noqa: E402
-from features.segments import Segment, SegmentsConfig, segment_audio  # noqa: E402
+from features.audio.load import audio_from_signal, load_audio, resample  # noqa: E402
+from features.emotion.stream import EmotionConfig, EmotionStream, window_bounds  # noqa: E402
+from features.segments.vad import Segment, SegmentsConfig, segment_audio  # noqa: E402
 
 SR = 16_000
 LABELS = ["neu", "hap", "ang", "sad"]

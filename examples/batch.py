@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fusion.batch import run_batch
+from fusion.batch.runner import run_batch
 from fusion.config import load_config
 
 

@@ -6,7 +6,7 @@ What it does:
    per voice, "calm" sessions (moderate rate, mid and narrow pitch, neutral or positive wording)
    and "stressed" sessions (faster, higher and wider pitch, negative first-person wording).
    Rates, pitches and ranges are drawn at random per sentence so that the classes overlap;
-2. runs the real analysis (``fusion.pipeline.Analyzer``: Silero VAD, Praat prosody,
+2. runs the real analysis (``fusion.engine.analyzer.Analyzer``: Silero VAD, Praat prosody,
    faster-whisper transcript, VADER sentiment; the emotion stream is used if its model is
    cached) on every session, caching the JSON results;
 3. fits a logistic stress head with speaker-grouped cross-validation (each fold tests
@@ -138,12 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         print("espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
         return 1
 
-    from fusion.baseline import load_norms
-    from fusion.commands.calibrate import print_reports
+    from fusion.cli.commands.calibrate import print_reports
     from fusion.config import config_dir, load_config
-    from fusion.model import load_prior
-    from fusion.pipeline import Analyzer
-    from fusion.training import (
+    from fusion.engine.analyzer import Analyzer
+    from fusion.scoring.baseline import load_norms
+    from fusion.scoring.head import load_prior
+    from fusion.training.labels import (
         build_training_table,
         fit_heads,
         load_sessions,
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                         extra={"label_table": str(labels), "config_hash": cfg.config_hash(),
                                "note": "SYNTHETIC espeak-ng corpus; not valid for people"})
     print(f"\nwrote {path}  (total {time.perf_counter() - t0:.0f} s)")
-    print(f"score with it:  vocalfusion analyze FILE --set fusion.model={path}")
+    print(f"score with it:  vocalfusion analyze FILE --set fusion.scoring.head={path}")
     return 0
 
 

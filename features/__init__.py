@@ -1,8 +1,9 @@
 """vocalfusion measurements: what the voice does.
 
-One module per job: :mod:`features.audio` (input), :mod:`features.segments` (VAD and
-segmentation), and one module per stream (:mod:`features.prosody`, :mod:`features.emotion`,
-:mod:`features.transcript`, :mod:`features.sentiment`) behind the contract in
+One module per job: :mod:`features.audio.load` (input), :mod:`features.segments.vad` (VAD and
+segmentation), and one package per stream (:mod:`features.prosody.stream`,
+:mod:`features.emotion.stream`,
+:mod:`features.transcript.stream`, :mod:`features.sentiment.stream`) behind the contract in
 :mod:`features.stream`. Importing this package imports no model library.
 """
 

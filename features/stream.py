@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from features.audio import Audio
-    from features.segments import Segment
+    from features.audio.load import Audio
+    from features.segments.vad import Segment
 
 __all__ = ["Stream", "StreamOutput", "StreamStatus", "Provenance"]
 

@@ -26,12 +26,12 @@ __all__ = [
 
 if TYPE_CHECKING:
     from fusion.config import Config, load_config
-    from fusion.pipeline import Analyzer, analyze
+    from fusion.engine.analyzer import Analyzer, analyze
     from fusion.schema import SegmentResult, SessionResult
 
 _LAZY = {
-    "analyze": "fusion.pipeline",
-    "Analyzer": "fusion.pipeline",
+    "analyze": "fusion.engine.analyzer",
+    "Analyzer": "fusion.engine.analyzer",
     "load_config": "fusion.config",
     "Config": "fusion.config",
     "SessionResult": "fusion.schema",
@@ -41,7 +41,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        from fusion.pipeline import package_version
+        from fusion._version import package_version
 
         return package_version()
     if name in _LAZY:

@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from features.emotion import EmotionConfig
+from features.emotion.stream import EmotionConfig
 from features.errors import ConfigError
-from features.prosody import ProsodyConfig
-from features.segments import SegmentsConfig
-from features.sentiment import SentimentConfig
-from features.transcript import TranscriptConfig
+from features.prosody.stream import ProsodyConfig
+from features.segments.vad import SegmentsConfig
+from features.sentiment.stream import SentimentConfig
+from features.transcript.stream import TranscriptConfig
 
 __all__ = [
     "AudioConfig",

@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.emotion import EmotionMeasures
-from features.prosody import ProsodyMeasures
-from features.sentiment import SentimentMeasures
+from features.emotion.stream import EmotionMeasures
+from features.prosody.stream import ProsodyMeasures
+from features.sentiment.stream import SentimentMeasures
 from features.stream import Provenance, StreamStatus
-from features.transcript import SegmentTranscript
+from features.transcript.stream import SegmentTranscript
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from features.emotion import EmotionMeasures
-from features.prosody import ProsodyMeasures
-from features.sentiment import SentimentMeasures
-from features.transcript import SegmentTranscript
+from features.emotion.stream import EmotionMeasures
+from features.prosody.stream import ProsodyMeasures
+from features.sentiment.stream import SentimentMeasures
+from features.transcript.stream import SegmentTranscript
 from fusion.schema import SegmentResult
 
 BASE_PROSODY: dict[str, Any] = {

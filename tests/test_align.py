@@ -1,4 +1,4 @@
-"""fusion.align: words ↔ segments by midpoint (pure logic, no audio)."""
+"""features.segments.alignment: words ↔ segments by midpoint (pure logic, no audio)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pytest
 
 from features.errors import ParameterError
-from features.segments import Segment
-from fusion.align import assign_to_segments, midpoint_s, segment_index_of
+from features.segments.alignment import assign_to_segments, midpoint_s, segment_index_of
+from features.segments.vad import Segment
 
 
 @dataclass(frozen=True)

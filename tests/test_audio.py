@@ -1,4 +1,4 @@
-"""features.audio: every format in, mono float32 16 kHz out; every bad input a clear error."""
+"""features.audio.load: every format in, mono float32 16 kHz out; every bad input a clear error."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ import pytest
 import soundfile as sf
 
 from features import errors
-from features.audio import TARGET_SR, audio_from_signal, load_audio, probe_duration_s, sniff_format
+from features.audio.load import (
+    TARGET_SR,
+    audio_from_signal,
+    load_audio,
+    probe_duration_s,
+    sniff_format,
+)
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 

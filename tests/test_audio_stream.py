@@ -1,4 +1,4 @@
-"""features.audio_stream: block-by-block loading gives what whole-array loading gave.
+"""features.audio.blocks: block-by-block loading gives what whole-array loading gave.
 
 The reference below is the whole-array code ``load_audio`` had before it streamed: decode the
 whole file, scale to float64, find dead channels from per-channel peaks, take the float64 mean
@@ -20,9 +20,10 @@ import pytest
 import soundfile as sf
 import soxr
 
-from features import audio as audio_mod
-from features import audio_stream, errors
-from features.audio import TARGET_SR, audio_from_signal, load_audio, resample, to_mono
+from features.audio import load as audio_mod
+from features import errors
+from features.audio import blocks as audio_stream
+from features.audio.load import TARGET_SR, audio_from_signal, load_audio, resample, to_mono
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 

@@ -27,7 +27,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from fusion.batch import (
+from fusion.batch.pool import LocalPool
+from fusion.batch.runner import (
     BatchError,
     FileLimits,
     FileOutcome,
@@ -38,8 +39,7 @@ from fusion.batch import (
     run_batch,
     worker_config,
 )
-from fusion.batch_pool import LocalPool
-from fusion.cli import main
+from fusion.cli.main import main
 from fusion.config import load_config
 from fusion.schema import SessionResult
 
@@ -49,9 +49,9 @@ SR = 16_000
 def _light_overrides() -> list[str]:
     """Streams off except prosody (and the fusion prior) where those modules exist yet."""
     over = ["transcript.enabled=false", "emotion.enabled=false", "sentiment.enabled=false"]
-    if not hasattr(importlib.import_module("features.prosody"), "ProsodyStream"):
+    if not hasattr(importlib.import_module("features.prosody.stream"), "ProsodyStream"):
         over.append("prosody.enabled=false")
-    if importlib.util.find_spec("fusion.fuse") is None:
+    if importlib.util.find_spec("fusion.scoring.fuser") is None:
         over.append("fusion.enabled=false")
     return over
 
@@ -175,7 +175,7 @@ def test_cli_mixed_folder_partial_failure(mixed_corpus: dict[str, Path], tmp_pat
                       "silent.wav": "insufficient speech"}
 
     # the tables hold exactly what Analyzer.process_file gives for each file, in input order
-    from fusion.pipeline import Analyzer
+    from fusion.engine.analyzer import Analyzer
 
     wcfg = worker_config(light_config, 2)
     analyzer = Analyzer(wcfg).load()
@@ -257,7 +257,7 @@ def test_kill_and_resume_cli(tmp_path: Path, speech_factory: Callable[..., Path]
                             for k in range(2)])
         sf.write(src / f"f{i:02d}.wav", y, 22050 + 10 * i)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "fusion.cli", "batch", str(src), "-o", str(out),
+    cmd = [sys.executable, "-m", "fusion.cli.main", "batch", str(src), "-o", str(out),
            "--workers", "1", "--quiet", *SET_ARGS]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -353,7 +353,7 @@ def test_models_load_failure_is_a_batch_error(tmp_path: Path, speech_wav: Path) 
 # ------------------------------------------------------------------------------------ API
 def test_process_files_dataframe_matches_single_files(mixed_corpus: dict[str, Path],
                                                       light_config) -> None:
-    from fusion.pipeline import Analyzer
+    from fusion.engine.analyzer import Analyzer
 
     paths = [mixed_corpus[k] for k in ("good1", "empty", "good2", "silent")]
     analyzer = Analyzer(worker_config(light_config, 2)).load()
@@ -374,7 +374,7 @@ def test_process_files_dataframe_matches_single_files(mixed_corpus: dict[str, Pa
 # ------------------------------------------------------------------------------------ Ray
 RAY_SCRIPT = """
 import sys
-from fusion.batch import run_batch
+from fusion.batch.runner import run_batch
 from fusion.config import load_config
 cfg = load_config(overrides=sys.argv[3:])
 s = run_batch(sys.argv[1], sys.argv[2], cfg, num_workers=2, engine="ray", ray_num_cpus=2)

@@ -17,7 +17,7 @@ LIGHT = ["--set", "emotion.enabled=false", "--set", "transcript.enabled=false",
 
 def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("vocalfusion") or ""
-    cmd = [exe] if exe else [sys.executable, "-m", "fusion.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "fusion.cli.main"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout)
 
 

@@ -22,8 +22,8 @@ from _no_network import NoNetwork
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from features.audio import audio_from_signal, load_audio  # noqa: E402
-from features.emotion import (  # noqa: E402
+from features.audio.load import audio_from_signal, load_audio  # noqa: E402
+from features.emotion.stream import (  # noqa: E402
     Emotion,
     EmotionConfig,
     EmotionMeasures,
@@ -33,7 +33,7 @@ from features.emotion import (  # noqa: E402
     window_bounds,
 )
 from features.errors import ModelUnavailable, UnsafeModelFileError  # noqa: E402
-from features.segments import Segment  # noqa: E402
+from features.segments.vad import Segment  # noqa: E402
 from features.stream import StreamStatus  # noqa: E402
 
 SR = 16_000
@@ -600,7 +600,7 @@ def test_hub_id_from_local_cache_loads_offline(model_dirs, tmp_path, monkeypatch
 
 
 def test_import_does_not_load_torch() -> None:
-    code = ("import sys, features.emotion, features.models, fusion.commands.models; "
+    code = ("import sys, features.emotion.stream, features.sources, fusion.cli.commands.models; "
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, timeout=60)

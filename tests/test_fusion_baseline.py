@@ -11,7 +11,10 @@ import pytest
 from _fusion_factory import make_session
 
 from features.errors import ConfigError, ParameterError, UnsafeModelFileError
-from fusion.baseline import (
+from fusion.cli.main import main
+from fusion.config import FusionConfig, config_dir
+from fusion.schema import SessionResult, SessionStatus, SourceInfo
+from fusion.scoring.baseline import (
     build_norms,
     build_profile,
     load_norms,
@@ -20,12 +23,9 @@ from fusion.baseline import (
     save_profile,
     speaker_baseline,
 )
-from fusion.cli import main
-from fusion.config import FusionConfig, config_dir
-from fusion.features_vector import raw_features
-from fusion.fuse import Fuser
-from fusion.model import load_prior
-from fusion.schema import SessionResult, SessionStatus, SourceInfo
+from fusion.scoring.fuser import Fuser
+from fusion.scoring.head import load_prior
+from fusion.scoring.vector import raw_features
 
 
 def test_robust_location_scale() -> None:

@@ -9,18 +9,20 @@ import numpy as np
 import pytest
 
 from features.errors import ConfigError, ParameterError
-from fusion.calibration import (
+from fusion.scoring.calibration import (
     IsotonicCalibrator,
     PlattCalibrator,
     TemperatureCalibrator,
+    calibrator_from_dict,
+    make_calibrator,
+    sigmoid,
+)
+from fusion.training.evaluation import (
     binary_metrics,
     brier_score,
-    calibrator_from_dict,
     expected_calibration_error,
-    make_calibrator,
     regression_metrics,
     reliability_curve,
-    sigmoid,
 )
 
 

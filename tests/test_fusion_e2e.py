@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 from conftest import espeak_available, synth_speech
 
-from fusion.baseline import build_profile, save_profile
 from fusion.config import load_config
-from fusion.features_vector import FEATURES
-from fusion.model import PRIOR_CALIBRATION_STATUS, load_prior
+from fusion.scoring.baseline import build_profile, save_profile
+from fusion.scoring.head import PRIOR_CALIBRATION_STATUS, load_prior
+from fusion.scoring.vector import FEATURES
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
 
@@ -40,7 +40,7 @@ def _session(tmp: Path, name: str, *, pitch: int, rate: int) -> Path:
 
 @pytest.fixture(scope="module")
 def analyses(tmp_path_factory: pytest.TempPathFactory):
-    from fusion.pipeline import Analyzer
+    from fusion.engine.analyzer import Analyzer
 
     tmp = tmp_path_factory.mktemp("e2e")
     calm = _session(tmp, "calm", pitch=40, rate=150)
@@ -70,7 +70,7 @@ def test_pipeline_scores_real_measurements(analyses) -> None:
 
 def test_speaker_profile_raises_stress_of_higher_faster_session(analyses) -> None:
     from fusion.config import FusionConfig
-    from fusion.fuse import Fuser
+    from fusion.scoring.fuser import Fuser
 
     tmp, calm, high, _ = analyses
     profile = build_profile([calm], load_prior().normalisation, speaker_id="espeak-en-us")
@@ -86,7 +86,7 @@ def test_cli_baseline_and_calibrate_on_saved_results(analyses, tmp_path: Path) -
     tmp, calm, high, _ = analyses
     (tmp_path / "calm.json").write_text(calm.to_json())
     (tmp_path / "high.json").write_text(high.to_json())
-    run = [sys.executable, "-m", "fusion.cli"]
+    run = [sys.executable, "-m", "fusion.cli.main"]
     r = subprocess.run([*run, "baseline", "build", str(tmp_path / "calm.json"), "-o",
                         str(tmp_path / "p.json")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -94,7 +94,7 @@ def test_cli_baseline_and_calibrate_on_saved_results(analyses, tmp_path: Path) -
 
 
 def test_label_table_audio_is_analysed_once_and_cached(analyses, tmp_path: Path) -> None:
-    from fusion.training import load_sessions, read_label_csv
+    from fusion.training.labels import load_sessions, read_label_csv
 
     tmp, calm, _, analyzer = analyses
     (tmp_path / "labels.csv").write_text(f"file,speaker,stress\n{tmp / 'calm.wav'},a,0\n"

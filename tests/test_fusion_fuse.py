@@ -12,9 +12,11 @@ from _fusion_factory import make_segment, make_session
 
 from features.errors import ConfigError, UnsafeModelFileError
 from fusion.config import FusionConfig
-from fusion.fuse import Fuser
-from fusion.model import PRIOR_CALIBRATION_STATUS, FusionModel, load_prior, save_model
 from fusion.schema import SessionResult
+from fusion.scoring.fuser import Fuser
+from fusion.scoring.head import PRIOR_CALIBRATION_STATUS, load_prior
+from fusion.training.estimator import FusionModel
+from fusion.training.persistence import save_model
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +136,7 @@ def test_session_baseline_fallbacks(prior_fuser: Fuser) -> None:
 
 
 def test_speaker_profile_replaces_session_baseline(tmp_path: Path) -> None:
-    from fusion.baseline import profile_from_segments, save_profile
+    from fusion.scoring.baseline import profile_from_segments, save_profile
 
     spec = load_prior()
     calm = make_session(6)

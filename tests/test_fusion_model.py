@@ -11,14 +11,9 @@ import pandas as pd
 import pytest
 
 from features.errors import ConfigError, ParameterError, UnsafeModelFileError
-from fusion.model import (
-    FusionModel,
-    grouped_cross_validate,
-    load_estimators,
-    load_model_file,
-    load_prior,
-    save_model,
-)
+from fusion.scoring.head import load_model_file, load_prior
+from fusion.training.estimator import FusionModel, grouped_cross_validate, load_estimators
+from fusion.training.persistence import save_model
 
 F0 = "speaker_z.f0_mean_st"
 RATE = "population_z.speech_rate_syl_per_s"

@@ -10,12 +10,12 @@ import pytest
 from _fusion_factory import BASE_EMOTION, BASE_PROSODY, BASE_SENTIMENT, make_segment, make_session
 
 from features.errors import ConfigError
-from fusion.baseline import load_norms, profile_from_segments, save_profile
-from fusion.calibration import sigmoid
 from fusion.config import FusionConfig, config_dir
-from fusion.features_vector import FEATURES
-from fusion.fuse import Fuser
-from fusion.model import PRIOR_CALIBRATION_STATUS, load_prior
+from fusion.scoring.baseline import load_norms, profile_from_segments, save_profile
+from fusion.scoring.calibration import sigmoid
+from fusion.scoring.fuser import Fuser
+from fusion.scoring.head import PRIOR_CALIBRATION_STATUS, load_prior
+from fusion.scoring.vector import FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
 PRIOR_PATH = config_dir() / "fusion_prior.json"

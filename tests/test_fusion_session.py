@@ -6,7 +6,7 @@ import pytest
 from _fusion_factory import make_segment
 
 from fusion.schema import ScoreDetail, SegmentResult, SegmentScores
-from fusion.session import (
+from fusion.scoring.summary import (
     session_summary,
     stream_coverage,
     summarize_score,

@@ -22,7 +22,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.audio import Audio, load_audio
+from features.audio.load import Audio, load_audio
 from features.errors import AudioError
 
 CORPUS = Path(__file__).resolve().parent / "fuzz_corpus"

@@ -20,17 +20,16 @@ import pytest
 from _no_network import NoNetwork
 
 from features.errors import ModelUnavailable, UnsafeModelFileError
-from features.models import (
+from features.sources import (
     KNOWN_SAFE_REVISIONS,
     ModelSource,
     UnsafeModelWeights,
     ensure_model,
-    fetch_models,
     is_offline,
-    list_models,
     resolve_model,
 )
 from fusion.config import load_config
+from fusion.engine.inventory import fetch_models, list_models
 
 
 def _go_online(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -270,7 +269,7 @@ def test_fetch_models_offline_attempts_nothing(tmp_path, monkeypatch) -> None:
 
 
 def test_models_cli_list_and_fetch(tmp_path, monkeypatch, capsys) -> None:
-    from fusion.cli import main
+    from fusion.cli.main import main
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))

@@ -1,4 +1,4 @@
-"""fusion.pipeline: the Analyzer end to end on real and synthetic audio."""
+"""fusion.engine.analyzer: the Analyzer end to end on real and synthetic audio."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 import fusion
-from features.audio import load_audio
+from features.audio.load import load_audio
 from features.stream import StreamStatus
 from fusion.config import load_config
-from fusion.pipeline import Analyzer
+from fusion.engine.analyzer import Analyzer
 from fusion.schema import SessionResult, SessionStatus
 
 PROSODY_ONLY = ["emotion.enabled=false", "transcript.enabled=false", "sentiment.enabled=false"]

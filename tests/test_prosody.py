@@ -21,9 +21,10 @@ from parselmouth.praat import call
 from pydantic import ValidationError
 from scipy.signal import lfilter, resample_poly
 
-from features.audio import audio_from_signal, load_audio
+from features.audio.load import audio_from_signal, load_audio
 from features.errors import ParameterError
-from features.prosody import (
+from features.prosody.cpps import cpps_from_cepstrogram, power_cepstrogram, sound_cpps_db
+from features.prosody.stream import (
     MEASURES,
     ProsodyConfig,
     ProsodyMeasures,
@@ -32,9 +33,8 @@ from features.prosody import (
     pitch_range_two_pass,
     speaker_pitch_range,
 )
-from features.prosody_cpps import cpps_from_cepstrogram, power_cepstrogram, sound_cpps_db
-from features.prosody_syllables import Interval, detect_silences
-from features.segments import Segment, segment_audio
+from features.prosody.syllables import Interval, detect_silences
+from features.segments.vad import Segment, segment_audio
 from features.stream import Stream, StreamStatus
 
 SR = 16_000
@@ -448,7 +448,8 @@ def test_prosody_does_not_import_torch(tmp_path: Path) -> None:
     v, _ = synthetic_vowel(150.0, 0.5)
     wav = tmp_path / "v.wav"
     sf.write(wav, v, SR)
-    code = ("import sys; import features.prosody as p; from features.audio import load_audio; "
+    code = ("import sys; import features.prosody.stream as p; "
+            "from features.audio.load import load_audio; "
             f"a = load_audio({str(wav)!r}); p.measure_segment(a.y, a.sr); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,4 +1,4 @@
-"""The prosody stream's Praat work in a child process (features.prosody_worker).
+"""The prosody stream's Praat work in a child process (features.prosody.worker).
 
 Audio: espeak-ng speech (synthetic) and the bundled JFK recording (real speech), through the
 real Praat in the real child process. A worker's death is real: a child started from a small
@@ -17,17 +17,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from features.audio import Audio, load_audio
+from features.audio.load import Audio, load_audio
 from features.errors import ModelUnavailable
-from features.prosody import ProsodyConfig, ProsodyStream
-from features.prosody_worker import (
+from features.prosody.stream import ProsodyConfig, ProsodyStream
+from features.prosody.worker import (
     LOST_REASON,
     PraatWorker,
     WorkerDied,
     _chunks,
     shared_worker,
 )
-from features.segments import Segment, segment_audio
+from features.segments.vad import Segment, segment_audio
 from fusion.config import load_config
 
 SR = 16_000
@@ -36,7 +36,7 @@ KILL_MARK = 0.123456  # a clip whose first sample is this kills the worker (floa
 _DYING_WORKER = """
 import os, signal, sys
 import numpy as np
-import features._praat_worker as w
+import features.prosody._praat_worker as w
 
 def _sum_or_die(clips, sr, settings):
     out = []
@@ -187,7 +187,7 @@ def test_a_worker_that_never_answers_is_killed() -> None:
 def test_no_child_means_praat_runs_here(monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker command that cannot start (here: a missing program): auto falls back to this
     process and says why; child-process refuses, so the stream is skipped with the reason."""
-    import features.prosody as prosody
+    import features.prosody.stream as prosody
 
     monkeypatch.setattr(prosody, "shared_worker",
                         lambda: PraatWorker(["/nonexistent/python-for-praat"]))
@@ -205,9 +205,9 @@ def test_unguarded_main_script_is_not_run_again(tmp_path: Path) -> None:
     script = tmp_path / "user_script.py"
     script.write_text(
         "import numpy as np\n"
-        "from features.audio import audio_from_signal\n"
-        "from features.prosody import ProsodyStream\n"
-        "from features.segments import Segment\n"
+        "from features.audio.load import audio_from_signal\n"
+        "from features.prosody.stream import ProsodyStream\n"
+        "from features.segments.vad import Segment\n"
         f"open({str(log)!r}, 'a').write('run\\n')\n"
         "t = np.arange(16000) / 16000\n"
         "a = audio_from_signal((0.3 * np.sin(2 * np.pi * 150 * t)).astype('float32'), 16000)\n"

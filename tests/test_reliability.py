@@ -18,11 +18,11 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features import audio as audio_mod
+from features.audio import load as audio_mod
 from features import errors
-from features.audio import load_audio
+from features.audio.load import load_audio
 from fusion.config import load_config
-from fusion.pipeline import Analyzer, analyze
+from fusion.engine.analyzer import Analyzer, analyze
 from fusion.schema import SessionResult, SessionStatus
 
 SR = 16_000
@@ -220,7 +220,7 @@ def test_row10_no_invented_words_no_confident_score(with_words: Analyzer, kind: 
 
 def test_row11_short_segments_nan_with_reason_rows_present(light: Analyzer,
                                                            jfk_path: Path) -> None:
-    from features.segments import SegmentsConfig
+    from features.segments.vad import SegmentsConfig
 
     a = load_audio(jfk_path)
     for window in (0.02, 0.05, 0.099):
@@ -317,14 +317,14 @@ def test_row14_api_cli_file_signal_identical(tmp_path: Path, jfk_path: Path) -> 
 
     from fastapi.testclient import TestClient
 
-    from fusion.server import ServerSettings, create_app
+    from fusion.server.app import ServerSettings, create_app
 
     cfg = load_config(overrides=LIGHT)
     by_file = analyze(jfk_path, config=cfg).to_dict()
     again = analyze(jfk_path, config=cfg).to_dict()
     y, sr = sf.read(jfk_path, dtype="float32")
     by_signal = analyze(y, sr=sr, config=cfg).to_dict()
-    out = subprocess.run([sys.executable, "-m", "fusion.cli", "analyze", str(jfk_path), "-o",
+    out = subprocess.run([sys.executable, "-m", "fusion.cli.main", "analyze", str(jfk_path), "-o",
                           str(tmp_path), "-q", *sum((["--set", o] for o in LIGHT), [])],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -343,7 +343,7 @@ def test_row14_api_cli_file_signal_identical(tmp_path: Path, jfk_path: Path) -> 
 # ------------------------------------------------ row 20: provenance travels with results
 
 def test_row20_results_carry_model_config_and_version(jfk_path: Path) -> None:
-    from fusion.pipeline import package_version
+    from fusion._version import package_version
 
     base = load_config(overrides=["emotion.enabled=false"])
     r1 = analyze(jfk_path, config=base)
@@ -386,7 +386,7 @@ def test_row19_thousand_files_one_corrupt(tmp_path: Path) -> None:
         sf.write(src / f"f{i:04d}.wav", y.astype(np.float32), SR, subtype="PCM_16")
     (src / "f0500_corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + b"\x01" * 30)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "fusion.cli", "batch", str(src), "-o", str(out), "--workers",
+    cmd = [sys.executable, "-m", "fusion.cli.main", "batch", str(src), "-o", str(out), "--workers",
            "2", "--quiet", *sum((["--set", o] for o in LIGHT), [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from features.emotion import EmotionMeasures
+from features.emotion.stream import EmotionMeasures
 from features.errors import ParameterError
-from features.prosody import ProsodyMeasures
-from features.sentiment import SentimentMeasures
+from features.prosody.stream import ProsodyMeasures
+from features.sentiment.stream import SentimentMeasures
 from features.stream import Provenance
-from features.transcript import SegmentTranscript, Word
+from features.transcript.stream import SegmentTranscript, Word
 from fusion.report import render_session, render_trend
 from fusion.report.render import content_security_policy, page_assets
 from fusion.report.trend import load_result, load_sessions, looks_like_result_json, session_date
@@ -481,7 +481,7 @@ def test_encode_audio_opus_and_wav() -> None:
 
     import soundfile as sf
 
-    from features.audio import audio_from_signal
+    from features.audio.load import audio_from_signal
     from fusion.report import encode_audio
 
     rng = np.random.default_rng(0)
@@ -506,7 +506,7 @@ def test_encode_audio_opus_and_wav() -> None:
 def jfk_result(jfk_path: Path) -> SessionResult:
     """The real pipeline on real speech (default config; offline, so a model that is not
     cached here is skipped at once and shown as missing evidence)."""
-    from fusion.pipeline import analyze
+    from fusion.engine.analyzer import analyze
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
@@ -551,7 +551,7 @@ def test_cli_renders_saved_json_without_models(tmp_path: Path) -> None:
     src = tmp_path / "s.json"
     src.write_text(build_result(n_segments=4).to_json(), encoding="utf-8")
     out = tmp_path / "s.html"
-    code = ("import sys; from fusion.cli import main; rc = main(['report', sys.argv[1], '-o', "
+    code = ("import sys; from fusion.cli.main import main; rc = main(['report', sys.argv[1], '-o', "
             "sys.argv[2]]); heavy = [m for m in ('torch', 'faster_whisper', 'transformers', "
             "'ctranslate2') if m in sys.modules]; print('HEAVY', heavy); "
             "sys.exit(rc)")
@@ -565,7 +565,7 @@ def test_cli_renders_saved_json_without_models(tmp_path: Path) -> None:
 
 
 def test_cli_trend_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from fusion.cli import main
+    from fusion.cli.main import main
 
     paths = _write_sessions(tmp_path)
     out = tmp_path / "trend.html"
@@ -587,7 +587,7 @@ def test_cli_trend_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_cli_embeds_audio_of_saved_json(tmp_path: Path, jfk_result: SessionResult) -> None:
-    from fusion.cli import main
+    from fusion.cli.main import main
 
     js = tmp_path / "jfk.json"
     js.write_text(jfk_result.to_json(), encoding="utf-8")
@@ -615,7 +615,7 @@ def test_cli_embeds_audio_of_saved_json(tmp_path: Path, jfk_result: SessionResul
 def test_cli_analyses_audio_and_embeds_it(tmp_path: Path, jfk_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """``vocalfusion report AUDIO --embed-audio``: loads the models, analyses, renders."""
-    from fusion.cli import main
+    from fusion.cli.main import main
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "jfk.html"
@@ -800,7 +800,7 @@ def test_browser_skipped_stream_and_print(browser_context: Any, tmp_path: Path) 
 @needs_chromium
 def test_browser_embedded_audio_plays_segment(browser_context: Any, tmp_path: Path,
                                               jfk_result: SessionResult, jfk_path: Path) -> None:
-    from features.audio import load_audio
+    from features.audio.load import load_audio
     from fusion.report import encode_audio
 
     res = jfk_result

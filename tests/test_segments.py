@@ -1,4 +1,4 @@
-"""features.segments: Silero VAD (ONNX, no torch) and the segmentation policies."""
+"""features.segments.vad: Silero VAD (ONNX, no torch) and the segmentation policies."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.audio import load_audio
+from features.audio.load import load_audio
 from features.errors import ParameterError
-from features.segments import (
+from features.segments.vad import (
     Segment,
     SegmentsConfig,
     SileroVAD,
@@ -102,8 +102,8 @@ def test_vad_runs_once_per_signal(jfk_path: Path, vad: SileroVAD,
 
 
 def test_vad_does_not_import_torch(jfk_path: Path) -> None:
-    code = ("import sys; from features.audio import load_audio; "
-            "from features.segments import segment_audio; "
+    code = ("import sys; from features.audio.load import load_audio; "
+            "from features.segments.vad import segment_audio; "
             f"a = load_audio({str(jfk_path)!r}); segment_audio(a.y, a.sr); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -169,7 +169,7 @@ def test_segment_validation() -> None:
        seed=st.integers(0, 2**16), kind=st.sampled_from(["noise", "tone", "bursts"]))
 def test_random_signals_give_valid_segments(duration_s: float, sr: int, seed: int,
                                             kind: str) -> None:
-    from features.audio import audio_from_signal
+    from features.audio.load import audio_from_signal
 
     rng = np.random.default_rng(seed)
     n = max(1, int(duration_s * sr))

@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features.audio import audio_from_signal, load_audio
+from features.audio.load import audio_from_signal, load_audio
 from features.errors import ModelUnavailable
-from features.lexicon import (
+from features.segments.vad import Segment, segment_audio
+from features.sentiment.lexicon import (
     ABSOLUTIST,
     FIRST_PERSON_SINGULAR,
     NEGATIVE_EMOTION,
     count_categories,
     tokenize,
 )
-from features.segments import Segment, segment_audio
-from features.sentiment import (
+from features.sentiment.stream import (
     SentimentConfig,
     SentimentMeasures,
     SentimentStream,
@@ -31,7 +31,7 @@ from features.sentiment import (
     vader_label,
 )
 from features.stream import StreamOutput, StreamStatus
-from features.transcript import SegmentTranscript, TranscriptConfig, TranscriptStream, Word
+from features.transcript.stream import SegmentTranscript, TranscriptConfig, TranscriptStream, Word
 
 POSITIVE = "I love this wonderful day, everything is great and I am so happy."
 NEUTRAL = "The report has twelve pages and four tables."

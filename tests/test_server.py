@@ -29,10 +29,10 @@ from fastapi.testclient import TestClient
 
 from fusion.config import load_config
 from fusion.schema import SessionResult
-from fusion.server import ServerSettings, check_bind_safety, create_app, is_loopback_host
-from fusion.server_logging import ACCESS_LOGGER, JsonFormatter
-from fusion.server_runtime import JobStore
-from fusion.server_upload import display_filename
+from fusion.server.access_log import ACCESS_LOGGER, JsonFormatter
+from fusion.server.app import ServerSettings, check_bind_safety, create_app, is_loopback_host
+from fusion.server.runtime import JobStore
+from fusion.server.upload import display_filename
 
 SR = 16_000
 LOOPBACK = ("127.0.0.1", 50000)
@@ -258,7 +258,7 @@ def test_analyze_allow_listed_options(client: TestClient, jfk_bytes: bytes) -> N
     ({"runtime": "x"}, None, "invalid_request"),
     (None, {"window_s": "abc"}, "invalid_option"),
     ({"window_s": "3"}, {"window_s": "3"}, "invalid_option"),        # given twice
-    (None, {"fusion.model": "/etc/passwd"}, "unknown_field"),       # arbitrary config key
+    (None, {"fusion.scoring.head": "/etc/passwd"}, "unknown_field"),       # arbitrary config key
 ])
 def test_options_are_validated(client: TestClient, tone_bytes: bytes, params, data,
                                code: str, temp_root: Path) -> None:
@@ -726,13 +726,13 @@ def test_bind_safety_and_serve_command(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="16"):
         ServerSettings(api_key="short")
 
-    from fusion.cli import main
+    from fusion.cli.main import main
 
     monkeypatch.delenv("VF_TEST_KEY", raising=False)
     # refuses to start (exit 2) before binding anything
     assert main(["serve", "--host", ALL_INTERFACES, "--api-key-env", "VF_TEST_KEY"]) == 2
-    from fusion.cli import build_parser
-    from fusion.commands.serve import settings_from_args
+    from fusion.cli.commands.serve import settings_from_args
+    from fusion.cli.main import build_parser
 
     monkeypatch.setenv("VF_TEST_KEY", KEY)
     args = build_parser().parse_args(["serve", "--host", ALL_INTERFACES, "--api-key-env",
@@ -822,7 +822,7 @@ def test_missing_model_stream_reported_as_skipped(tmp_path: Path, tone_bytes: by
 
 def test_background_loading_reports_not_ready_then_ready(tmp_path: Path,
                                                         tone_bytes: bytes) -> None:
-    from fusion.pipeline import Analyzer
+    from fusion.engine.analyzer import Analyzer
 
     release = threading.Event()
 

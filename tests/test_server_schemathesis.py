@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 )
 
 from fusion.config import load_config  # noqa: E402
-from fusion.server import ServerSettings, create_app  # noqa: E402
+from fusion.server.app import ServerSettings, create_app  # noqa: E402
 
 KEY = "schemathesis-test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}

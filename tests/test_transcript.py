@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from features.audio import audio_from_signal, load_audio
+from features.audio.load import audio_from_signal, load_audio
 from features.errors import ModelUnavailable, ParameterError, UnsafeModelFileError
-from features.segments import Segment, segment_audio
+from features.segments.vad import Segment, segment_audio
 from features.stream import StreamOutput, StreamStatus
-from features.transcript import (
+from features.transcript.stream import (
     SegmentTranscript,
     TranscriptConfig,
     TranscriptStream,
@@ -107,7 +107,7 @@ def test_word_error_rate_values() -> None:
 
 def test_word_error_rate_equals_jiwer() -> None:
     jiwer = pytest.importorskip("jiwer")
-    from features.transcript import normalize_for_wer
+    from features.transcript.stream import normalize_for_wer
 
     pairs = [(JFK_REFERENCE, "and so my fellow americans ask not what your country can do"),
              ("I don't know what you mean", "i do not know what you mean by that"),

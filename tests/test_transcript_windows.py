@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.transcript_windows import (
+from features.transcript.windows import (
     WHISPER_WINDOW_S,
     Span,
     clips_in_span,
@@ -84,6 +84,6 @@ def test_clips_are_cut_to_their_span() -> None:
 def test_examples_in_docstrings_hold() -> None:
     import doctest
 
-    import features.transcript_windows as module
+    import features.transcript.windows as module
 
     assert doctest.testmod(module).failed == 0

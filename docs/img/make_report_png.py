@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     if argv:
         result = load_result(argv[0])
     else:
-        from fusion.pipeline import analyze
+        from fusion.engine.analyzer import analyze
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         result = analyze(ROOT / "examples" / "synthetic_session.flac")

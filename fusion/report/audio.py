@@ -14,7 +14,7 @@ import wave
 
 import numpy as np
 
-from features.audio import Audio
+from features.audio.load import Audio
 from features.errors import ParameterError
 from fusion.report.render import EmbeddedAudio
 
@@ -31,7 +31,7 @@ def encode_audio(audio: Audio, *, codec: str = "auto", timeout_s: float = 120.0)
     Parameters
     ----------
     audio : Audio
-        The audio the analysis ran on (``features.audio.load_audio``).
+        The audio the analysis ran on (``features.audio.load.load_audio``).
     codec : {"auto", "opus", "wav"}
         ``"auto"``: Ogg/Opus at 24 kbit/s when ffmpeg with libopus is installed, else 16-bit
         PCM WAV. ``"opus"`` fails when ffmpeg cannot encode Opus.

@@ -394,7 +394,7 @@ def _sentiment_strip(r: SessionResult, frame: Frame) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------ emotion
 def _emotion_labels(r: SessionResult) -> list[str]:
-    from features.emotion import Emotion
+    from features.emotion.stream import Emotion
 
     seen: list[str] = []
     for seg in r.segments:
@@ -632,7 +632,7 @@ def _column_group(key: str, prosody_keys: set[str]) -> int:
 
 
 def _table(r: SessionResult) -> dict[str, Any]:
-    from features.prosody import ProsodyMeasures
+    from features.prosody.stream import ProsodyMeasures
 
     prosody_keys = set(ProsodyMeasures.model_fields) - {"missing"}
     records = r.segment_records()

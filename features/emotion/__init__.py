@@ -1,0 +1,1 @@
+"""The acoustic emotion stream (:mod:`~features.emotion.stream`)."""

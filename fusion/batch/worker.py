@@ -1,0 +1,131 @@
+"""The child side of the batch worker pool: load the models once, then analyse one file per
+message until told to stop.
+
+This module is what a worker process imports first, so it imports only the standard library at
+module level: the thread limits below must be in the environment before numpy, torch or
+onnxruntime are loaded in the child.
+
+Protocol (tuples over a :func:`multiprocessing.Pipe` between our own two processes):
+
+========================  ==========================================================
+child → parent            meaning
+========================  ==========================================================
+``("ready", pid)``        models loaded; send work
+``("load_failed", msg)``  the models could not be loaded; the child exits
+``("decoded", id, s)``    task ``id`` decoded, ``s`` seconds of audio (starts the
+                          analysis deadline)
+``("done", id, json,      task ``id`` finished: ``SessionResult`` JSON and its
+status)``                 status (``ok`` / ``insufficient speech``)
+``("error", id, cls,      task ``id`` failed: exception class name, machine code,
+code, message)``          message naming the file
+========================  ==========================================================
+
+parent → child: ``(id, path)`` to analyse a file, ``None`` to exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from typing import Any
+
+__all__ = ["worker_main", "THREAD_ENV_VARS"]
+
+#: environment variables that size the thread pools of BLAS / OpenMP libraries
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                   "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def _limit_threads(num_threads: int) -> None:
+    for var in THREAD_ENV_VARS:
+        os.environ[var] = str(num_threads)
+    try:  # numpy may already be loaded (e.g. imported by the parent's __main__): cap its pools
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(num_threads)
+    except ImportError:  # threadpoolctl comes with scikit-learn; without it the env vars rule
+        pass
+
+
+def load_analyzer(config_json: str, num_threads: int) -> Any:
+    """Build and load an :class:`~fusion.engine.analyzer.Analyzer` for a worker with a thread share.
+
+    The effective configuration is the user's with ``runtime.num_threads`` set to this
+    worker's share of the thread budget; results carry it (and its hash) honestly.
+    """
+    from fusion.config import Config
+    from fusion.engine.analyzer import Analyzer
+
+    cfg = Config.model_validate_json(config_json)
+    if cfg.runtime.num_threads != num_threads:
+        cfg = cfg.with_overrides({"runtime.num_threads": num_threads})
+    analyzer = Analyzer(cfg).load()
+    _limit_threads(num_threads)  # again: loading may have started pools at their defaults
+    return analyzer
+
+
+def analyse_one(analyzer: Any, path: str, on_decoded: Any = None) -> tuple[str, str]:
+    """Decode and analyse ``path`` exactly as ``Analyzer.process_file`` does.
+
+    Returns the result's JSON and its status.
+
+    ``on_decoded(duration_s)`` is called between decoding and analysis (it starts the
+    analysis deadline in the parent).
+    """
+    audio = analyzer.read_audio(path)  # the worker process is itself the isolation
+    if on_decoded is not None:
+        on_decoded(audio.duration_s)
+    result = analyzer.process_audio(audio)
+    return result.to_json(), str(result.status)
+
+
+def error_fields(exc: BaseException) -> tuple[str, str, str]:
+    """(class name, machine code, message) of a per-file failure."""
+    from features.errors import AudioError
+
+    if isinstance(exc, AudioError):
+        return type(exc).__name__, exc.code, str(exc)
+    return type(exc).__name__, "internal_error", f"{type(exc).__name__}: {exc}"
+
+
+def worker_main(conn: Any, config_json: str, num_threads: int) -> None:
+    """Entry point of a worker process (the target of ``multiprocessing.Process``)."""
+    # Ctrl+C reaches the whole process group; the parent decides, the worker must not die
+    # half-way through a message.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _limit_threads(num_threads)
+    try:
+        analyzer = load_analyzer(config_json, num_threads)
+    except BaseException as exc:  # report anything, then exit: the parent aborts the batch
+        traceback.print_exc(file=sys.stderr)
+        try:
+            conn.send(("load_failed", f"{type(exc).__name__}: {exc}"))
+        finally:
+            conn.close()
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if msg is None:
+            conn.close()
+            return
+        task_id, path = msg
+        try:
+            text, status = analyse_one(analyzer, path,
+                               lambda d, _id=task_id: conn.send(("decoded", _id, float(d))))
+        except Exception as exc:  # one bad file costs that file only
+            cls, code, message = error_fields(exc)
+            if code == "internal_error":
+                traceback.print_exc(file=sys.stderr)
+            reply: tuple[Any, ...] = ("error", task_id, cls, code, message)
+        else:
+            reply = ("done", task_id, text, status)
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):  # the parent is gone
+            return

@@ -1,0 +1,151 @@
+"""``vocalfusion analyze FILE_OR_DIR ... -o OUT/``: one JSON per file and a terminal summary."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from features.errors import AudioError
+from fusion.cli.commands._common import add_config_args, config_from_args, console, err_console
+from fusion.files import atomic_write_bytes, atomic_write_text, find_audio_files, iter_unique_stems
+from fusion.schema import SessionResult
+
+__all__ = ["register", "expand_inputs", "write_result"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("analyze", help="analyse audio files; write one JSON per file",
+                       description="Analyse audio files (or folders of them) and write one "
+                                   "JSON result per file into OUT, plus an optional segment "
+                                   "table.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR")
+    p.add_argument("-o", "--out", type=Path, default=Path("out"), metavar="OUT",
+                   help="output folder (default: ./out)")
+    p.add_argument("--format", choices=["json", "csv", "parquet"], default="json",
+                   help="also write the segment table as CSV or Parquet (JSON is always written)")
+    p.add_argument("--embeddings", choices=["npy", "parquet"], default=None,
+                   help="write emotion embeddings beside the JSON (needs the emotion stream)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no tables, only errors")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def expand_inputs(inputs: list[Path]) -> list[Path]:
+    """Files as given; folders expanded to the audio files they contain (sorted)."""
+    files: list[Path] = []
+    for item in inputs:
+        files.extend(find_audio_files(item) if item.is_dir() else [item])
+    return files
+
+
+def write_result(result: SessionResult, out_dir: Path, stem: str, fmt: str) -> list[Path]:
+    """Write ``stem.json`` (and ``stem.segments.csv|parquet``) atomically; return the paths."""
+    written = [out_dir / f"{stem}.json"]
+    atomic_write_text(written[0], result.to_json())
+    if fmt in ("csv", "parquet"):
+        df = result.to_dataframe().reset_index()
+        df["start"] = df["start"].dt.total_seconds()
+        df["end"] = df["end"].dt.total_seconds()
+        path = out_dir / f"{stem}.segments.{fmt}"
+        if fmt == "csv":
+            atomic_write_text(path, df.to_csv(index=False))
+        else:
+            import io
+
+            buf = io.BytesIO()
+            df.to_parquet(buf, index=False)
+            atomic_write_bytes(path, buf.getvalue())
+        written.append(path)
+    return written
+
+
+def _fmt(v: float | None, spec: str = ".2f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def print_session(result: SessionResult) -> None:
+    """A readable per-segment table and session line for one result."""
+    title = f"{escape(result.source.path)}  ·  {result.source.duration_s:.1f} s  ·  {result.status}"
+    table = Table(title=title, title_justify="left", show_lines=False, header_style="bold")
+    for col in ("#", "start", "end", "F0 Hz", "syl/s", "pause", "emotion", "sentiment",
+                "stress", "depr.", "text"):
+        table.add_column(col, overflow="ellipsis", no_wrap=col != "text",
+                         justify="right" if col not in ("emotion", "sentiment", "text") else "left")
+    for seg in result.segments:
+        pr, em, tr, se, sc = seg.prosody, seg.emotion, seg.transcript, seg.sentiment, seg.scores
+        table.add_row(
+            str(seg.index), f"{seg.start_s:.2f}", f"{seg.end_s:.2f}",
+            _fmt(pr.f0_mean_hz if pr else None, ".0f"),
+            _fmt(pr.speech_rate_syl_per_s if pr else None, ".1f"),
+            _fmt(pr.pause_ratio if pr else None, ".2f"),
+            escape(em.top_label or "—") if em else "—",
+            escape(se.label) if se else "—",
+            _fmt(sc.stress.value if sc else None),
+            _fmt(sc.depression.value if sc else None),
+            escape((tr.text[:60] + "…") if tr and len(tr.text) > 60 else (tr.text if tr else "")),
+        )
+    console.print(table)
+    streams = ", ".join(f"{k}: {v.status}" for k, v in result.streams.items())
+    console.print(f"  streams: {escape(streams)}")
+    for name, info in result.streams.items():
+        if info.reason:
+            console.print(f"  [yellow]{escape(name)}[/]: {escape(info.reason)}")
+    if result.summary and result.summary.stress and result.summary.depression:
+        s, d = result.summary.stress, result.summary.depression
+        console.print(f"  session: stress mean {_fmt(s.mean)} (peak {_fmt(s.peak)}), "
+                      f"depression probability mean {_fmt(d.mean)} "
+                      f"(confidence {_fmt(d.mean_confidence)})")
+    if result.fusion:
+        console.print(f"  fusion model: {escape(result.fusion.model_name)} — "
+                      f"[bold]{escape(result.fusion.calibration_status)}[/]")
+    for w in result.warnings:
+        console.print(f"  [yellow]warning:[/] {escape(w)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fusion.engine.analyzer import Analyzer
+
+    files = expand_inputs(args.inputs)
+    if not files:
+        err_console.print("error: no audio files found in the given inputs")
+        return 2
+    cfg = config_from_args(args)
+    if args.embeddings:
+        cfg = cfg.with_overrides({"emotion.embeddings": True})
+    analyzer = Analyzer(cfg).load()
+    failed = 0
+    for path, stem in iter_unique_stems(files):
+        try:
+            result = analyzer.process_file(path)
+        except AudioError as exc:
+            failed += 1
+            err_console.print(f"[red]error:[/] {escape(str(exc))}")
+            continue
+        written = write_result(result, args.out, stem, args.format)
+        if args.embeddings:
+            written.extend(_write_embeddings(analyzer, result, args.out, stem, args.embeddings))
+        if not args.quiet:
+            print_session(result)
+            console.print("  wrote " + ", ".join(escape(str(p)) for p in written) + "\n")
+    if failed == len(files):
+        return 3
+    return 1 if failed else 0
+
+
+def _write_embeddings(analyzer: Any, result: SessionResult, out_dir: Path, stem: str,
+                      fmt: str) -> list[Path]:
+    emb = analyzer.last_embeddings
+    if emb is None:
+        err_console.print("[yellow]warning:[/] no embeddings: the emotion stream did not run")
+        return []
+    from features.emotion.stream import save_embeddings
+    from features.segments.vad import Segment
+
+    path = out_dir / f"{stem}.embeddings.{fmt}"
+    segments = [Segment(s.start_s, s.end_s) for s in result.segments]
+    save_embeddings(path, emb, segments, fmt=fmt)
+    return [path]

@@ -1,0 +1,400 @@
+"""The Analyzer: load models once, segment, run the streams, align, fuse.
+
+Examples
+--------
+>>> from fusion.engine.analyzer import Analyzer
+>>> analyzer = Analyzer().load()                       # doctest: +SKIP
+>>> result = analyzer.process_file("examples/jfk.flac")  # doctest: +SKIP
+>>> result.to_dataframe().head()                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from features.audio.load import Audio, audio_from_signal, load_audio
+from features.errors import ModelUnavailable, ParameterError
+from features.segments.vad import Segment, SegmentsConfig, SileroVAD, segment_audio
+from features.stream import Provenance, Stream, StreamOutput, StreamStatus
+from fusion._version import package_version
+from fusion.config import Config, load_config
+from fusion.schema import (
+    FusionInfo,
+    SegmentResult,
+    SessionResult,
+    SessionStatus,
+    SourceInfo,
+    StreamInfo,
+)
+from fusion.scoring.summary import session_summary
+
+__all__ = ["Analyzer", "analyze", "STREAM_REGISTRY"]
+
+log = logging.getLogger("vocalfusion")
+
+#: allow-list of streams: config section name → (module, class). Nothing else is ever imported
+#: on behalf of a config file.
+STREAM_REGISTRY: dict[str, tuple[str, str]] = {
+    "prosody": ("features.prosody.stream", "ProsodyStream"),
+    "emotion": ("features.emotion.stream", "EmotionStream"),
+    "transcript": ("features.transcript.stream", "TranscriptStream"),
+    "sentiment": ("features.sentiment.stream", "SentimentStream"),
+}
+
+
+def _restore_torch_threads(n: int) -> None:
+    """Set torch's intra-op threads if torch is already imported (never import it here)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+class Analyzer:
+    """Runs the whole analysis. Construct with a config, call :meth:`load` once, then
+    :meth:`process_file` / :meth:`process_signal` as often as you like.
+
+    Parameters
+    ----------
+    config : Config, optional
+        Engine configuration; default ``configs/default.toml``.
+    streams : sequence of str, optional
+        Restrict to these streams (e.g. ``["prosody"]``); default: every enabled stream.
+    """
+
+    def __init__(self, config: Config | None = None, *,
+                 streams: Sequence[str] | None = None) -> None:
+        self.config = config
+        self.streams = tuple(streams) if streams is not None else None
+        self._loaded = False
+        self._streams: dict[str, Stream] = {}
+        self._unavailable: dict[str, StreamInfo] = {}
+        self._vad: SileroVAD | None = None
+        self._fuser: Any = None
+        #: emotion embeddings (n_segments, dim) of the last processed file, or None
+        self.last_embeddings: np.ndarray | None = None
+        #: wall-clock seconds per stage of the last processed file (decode, segments, streams,
+        #: fusion, total); read by benchmarks/pipeline.py
+        self.last_timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ loading
+    @property
+    def config_(self) -> Config:
+        if self.config is None:
+            self.config = load_config()
+        return self.config
+
+    def load(self) -> Analyzer:
+        """Load every enabled stream's models once; unavailable ones are recorded as skipped."""
+        if self._loaded:
+            return self
+        cfg = self.config_
+        if self.streams is not None:
+            unknown = [s for s in self.streams if s not in STREAM_REGISTRY]
+            if unknown:
+                raise ParameterError(f"unknown stream(s) {unknown}; valid: "
+                                     f"{', '.join(STREAM_REGISTRY)}")
+        if cfg.runtime.offline:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        n_threads = cfg.runtime.num_threads
+        for name, (module_name, class_name) in STREAM_REGISTRY.items():
+            section = getattr(cfg, name)
+            if self.streams is not None and name not in self.streams:
+                continue
+            if not section.enabled:
+                self._unavailable[name] = StreamInfo(
+                    status=StreamStatus.SKIPPED, reason=f"disabled in config ({name}.enabled)")
+                continue
+            stream_cls = getattr(importlib.import_module(module_name), class_name)
+            stream = stream_cls(section, num_threads=n_threads)
+            t0 = time.perf_counter()
+            try:
+                stream.load()
+            except ModelUnavailable as exc:
+                log.info("%s stream skipped: %s", name, exc)
+                self._unavailable[name] = StreamInfo(
+                    status=StreamStatus.SKIPPED, reason=str(exc),
+                    provenance=_safe_provenance(stream))
+                continue
+            except Exception as exc:  # a broken model must not stop the other streams
+                log.exception("%s stream failed to load", name)
+                self._unavailable[name] = StreamInfo(
+                    status=StreamStatus.FAILED,
+                    reason=f"could not load: {type(exc).__name__}: {exc}",
+                    provenance=_safe_provenance(stream))
+                continue
+            log.info("%s stream loaded in %.1f s", name, time.perf_counter() - t0)
+            self._streams[name] = stream
+        # a stream whose requirement is unavailable is skipped with that reason
+        for name, stream in list(self._streams.items()):
+            missing = [r for r in getattr(stream, "requires", ()) if r not in self._streams]
+            if missing:
+                del self._streams[name]
+                self._unavailable[name] = StreamInfo(
+                    status=StreamStatus.SKIPPED,
+                    reason=f"needs the {', '.join(missing)} stream, which is not available",
+                    provenance=_safe_provenance(stream))
+        if cfg.segments.policy == "vad":
+            self._vad = SileroVAD(num_threads=1).load()
+        if cfg.fusion.enabled:
+            from fusion.scoring.fuser import Fuser
+
+            self._fuser = Fuser(cfg.fusion).load()
+        _restore_torch_threads(n_threads)
+        self._loaded = True
+        return self
+
+    # ------------------------------------------------------------------ processing
+    def process_file(self, path: str | os.PathLike[str]) -> SessionResult:
+        """Analyse one audio file (any common format). Raises an ``AudioError`` for bad input."""
+        t0 = time.perf_counter()
+        audio = self.read_audio(path)
+        decode_s = time.perf_counter() - t0
+        result = self.process_audio(audio)
+        self.last_timings = {"decode": decode_s, **self.last_timings,
+                             "total": self.last_timings.get("total", 0.0) + decode_s}
+        return result
+
+    def read_audio(self, path: str | os.PathLike[str], *, isolate: bool = False) -> Audio:
+        """Decode ``path`` under this config's limits, exactly as :meth:`process_file` does."""
+        cfg = self.config_
+        return load_audio(path, max_duration_s=cfg.audio.max_duration_s,
+                          timeout_s=cfg.audio.decode_timeout_s, isolate=isolate)
+
+    def process_signal(self, y: np.ndarray, sr: int, *, name: str = "<signal>") -> SessionResult:
+        """Analyse an in-memory signal of shape (n,) or (n, channels) at ``sr`` Hz."""
+        audio = audio_from_signal(y, sr, name=name,
+                                  max_duration_s=self.config_.audio.max_duration_s)
+        return self.process_audio(audio)
+
+    def stream_infos(self) -> dict[str, StreamInfo]:
+        """Status and provenance of every configured stream after :meth:`load`."""
+        self.load()
+        infos = dict(self._unavailable)
+        for name, stream in self._streams.items():
+            infos[name] = StreamInfo(status=StreamStatus.OK, provenance=_safe_provenance(stream))
+        return {k: infos[k] for k in STREAM_REGISTRY if k in infos}
+
+    def fusion_info(self) -> FusionInfo | None:
+        """The loaded fusion model's name and calibration status (``None``: fusion disabled)."""
+        self.load()
+        return self._fuser.info() if self._fuser is not None else None
+
+    def process_audio(self, audio: Audio, *,
+                      segments: SegmentsConfig | None = None) -> SessionResult:
+        """Analyse an already-loaded :class:`~features.audio.load.Audio`.
+
+        ``segments`` replaces the configured segmentation for this call only (the models are
+        shared); the result's ``config`` and ``config_hash`` record what was used.
+        """
+        self.load()
+        cfg = self.config_
+        if segments is not None and segments != cfg.segments:
+            cfg = cfg.model_copy(update={"segments": segments})
+        t_start = time.perf_counter()
+        segments_ = self.segment(audio, cfg.segments)
+        t_segments = time.perf_counter()
+        speech_s = float(sum(s.duration_s for s in segments_))
+        insufficient = speech_s < cfg.audio.min_speech_s
+        outputs = self._run_streams(audio, segments_)
+        t_streams = time.perf_counter()
+        emotion_out = outputs.get("emotion")
+        self.last_embeddings = emotion_out.session.get("embeddings") if emotion_out else None
+        seg_results = _assemble(segments_, outputs)
+        stream_infos = {**self._unavailable,
+                        **{name: _stream_info(out) for name, out in outputs.items()}}
+        stream_infos = {k: stream_infos[k] for k in STREAM_REGISTRY if k in stream_infos}
+        warnings = list(audio.warnings)
+        for name, out in outputs.items():
+            warnings.extend(f"{name}: {w}" for w in out.warnings)
+        if insufficient:
+            warnings.append(
+                f"insufficient speech: {speech_s:.1f} s detected, at least "
+                f"{cfg.audio.min_speech_s:.1f} s needed for scores (audio.min_speech_s)")
+        fusion_info: FusionInfo | None = None
+        if self._fuser is not None:
+            seg_results, summary = self._fuser.fuse(seg_results, stream_infos,
+                                                   insufficient_speech=insufficient)
+            fusion_info = self._fuser.info()
+        else:
+            summary = session_summary(seg_results, threshold=cfg.fusion.threshold,
+                                      streams=list(STREAM_REGISTRY), scored=False)
+        t_end = time.perf_counter()
+        self.last_timings = {
+            "segments": t_segments - t_start,
+            "streams": t_streams - t_segments,
+            **{f"stream:{n}": float(o.elapsed_s or 0.0) for n, o in outputs.items()},
+            "fusion": t_end - t_streams,
+            "total": t_end - t_start,
+        }
+        src = audio.source
+        return SessionResult(
+            package_version=package_version(),
+            analysed_at=datetime.now(UTC),
+            status=SessionStatus.INSUFFICIENT_SPEECH if insufficient else SessionStatus.OK,
+            source=SourceInfo(path=src.path, sha256=src.sha256, duration_s=round(src.duration_s, 6),
+                              original_sr=src.original_sr, channels=src.channels,
+                              format=src.format, decoder=src.decoder,
+                              dead_channels=list(src.dead_channels)),
+            segments=seg_results,
+            streams=stream_infos,
+            fusion=fusion_info,
+            summary=summary,
+            config=cfg.to_dict(),
+            config_hash=cfg.config_hash(),
+            warnings=warnings,
+        )
+
+    def segment(self, audio: Audio, config: SegmentsConfig | None = None) -> list[Segment]:
+        """Segments of ``audio`` under ``config`` (default: the configured policy)."""
+        cfg = config or self.config_.segments
+        if cfg.policy == "vad" and self._vad is None:
+            self._vad = SileroVAD(num_threads=1).load()
+        return segment_audio(audio.y, audio.sr, cfg, vad=self._vad)
+
+    def _run_streams(self, audio: Audio, segments: list[Segment]) -> dict[str, StreamOutput]:
+        outputs: dict[str, StreamOutput] = {}
+        pending = dict(self._streams)
+        parallel = self.config_.runtime.parallel_streams
+        while pending:
+            ready = [n for n, s in pending.items()
+                     if all(r in outputs for r in getattr(s, "requires", ()))]
+            if not ready:  # unreachable: requirements were checked in load()
+                raise RuntimeError(f"stream dependency cycle among {list(pending)}")
+            if parallel and len(ready) > 1:
+                with ThreadPoolExecutor(max_workers=len(ready),
+                                        thread_name_prefix="vf-stream") as pool:
+                    futures = {n: pool.submit(self._run_one, pending[n], audio, segments, outputs)
+                               for n in ready}
+                    for n, fut in futures.items():
+                        outputs[n] = fut.result()
+            else:
+                for n in ready:
+                    outputs[n] = self._run_one(pending[n], audio, segments, outputs)
+            for n in ready:
+                del pending[n]
+        return outputs
+
+    @staticmethod
+    def _run_one(stream: Stream, audio: Audio, segments: list[Segment],
+                 context: dict[str, StreamOutput]) -> StreamOutput:
+        t0 = time.perf_counter()
+        try:
+            out = stream.run(audio, segments, dict(context))
+        except Exception as exc:  # one stream's failure costs that stream only
+            log.exception("%s stream failed on %s", stream.name, audio.name)
+            out = StreamOutput(name=stream.name, status=StreamStatus.FAILED,
+                               reason=f"{type(exc).__name__}: {exc}",
+                               provenance=_safe_provenance(stream),
+                               rows=[None] * len(segments))
+        if len(out.rows) != len(segments):
+            raise RuntimeError(f"{stream.name} stream returned {len(out.rows)} rows for "
+                               f"{len(segments)} segments")
+        out.elapsed_s = round(time.perf_counter() - t0, 4)
+        return out
+
+    # ------------------------------------------------------------------ many files
+    def process_files(self, paths: Iterable[str | os.PathLike[str]], *,
+                      num_workers: int = 1) -> Any:
+        """Analyse many files; one segment table (``MultiIndex(file, start, end)``), files in
+        input order, the shape of ``process_file(p).to_dataframe()``.
+
+        ``num_workers=1`` analyses in this process with the models loaded here; more workers
+        use :mod:`fusion.batch.runner`'s process pool (thread budget split between them; a file that
+        crashes or hangs its worker costs that file only). Failed files are logged, left out
+        and listed in ``df.attrs["errors"]``. For resumable output on disk use
+        :func:`fusion.batch.runner.run_batch` or ``vocalfusion batch``.
+        """
+        from fusion.batch.runner import process_files_dataframe
+
+        return process_files_dataframe(paths, self.config_, num_workers=num_workers,
+                                       analyzer=self)
+
+    def process_folder(self, folder: str | os.PathLike[str], *, num_workers: int = 1) -> Any:
+        """Analyse every audio file below ``folder`` (sorted); see :meth:`process_files`."""
+        from fusion.files import find_audio_files
+
+        return self.process_files(find_audio_files(Path(folder)), num_workers=num_workers)
+
+
+def _safe_provenance(stream: Any) -> Provenance | None:
+    try:
+        return stream.provenance()
+    except Exception:  # provenance is best effort for a stream that failed to load
+        return None
+
+
+def _stream_info(out: StreamOutput) -> StreamInfo:
+    session = {k: v for k, v in out.session.items() if _jsonable(v)}
+    return StreamInfo(status=out.status, reason=out.reason, provenance=out.provenance,
+                      warnings=list(out.warnings), elapsed_s=out.elapsed_s, session=session)
+
+
+def _jsonable(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool, type(None), list, dict))
+
+
+def _assemble(segments: Sequence[Segment],
+              outputs: dict[str, StreamOutput]) -> list[SegmentResult]:
+    results = []
+    for i, seg in enumerate(segments):
+        fields: dict[str, Any] = {}
+        for name, out in outputs.items():
+            if name in SegmentResult.model_fields:
+                fields[name] = out.rows[i]
+        results.append(SegmentResult(index=i, start_s=seg.start_s, end_s=seg.end_s, **fields))
+    return results
+
+
+_ANALYZERS: dict[str, Analyzer] = {}
+
+
+def analyze(
+    source: str | os.PathLike[str] | np.ndarray,
+    *,
+    sr: int | None = None,
+    config: Config | str | os.PathLike[str] | None = None,
+    overrides: Iterable[str] | dict[str, Any] | None = None,
+) -> SessionResult:
+    """Analyse one recording (file path or array) with a cached :class:`Analyzer`.
+
+    Parameters
+    ----------
+    source : path or np.ndarray
+        An audio file, or samples of shape (n,) / (n, channels) (then ``sr`` is required).
+    sr : int, optional
+        Sample rate of an array ``source``.
+    config : Config or path, optional
+        Config object or TOML path; default ``configs/default.toml``.
+    overrides : list of "section.key=value" or dict, optional
+
+    Examples
+    --------
+    >>> import fusion
+    >>> result = fusion.analyze("examples/jfk.flac")  # doctest: +SKIP
+    >>> df = result.to_dataframe()                     # doctest: +SKIP
+    """
+    cfg = config if isinstance(config, Config) else load_config(config)
+    if overrides:
+        cfg = cfg.with_overrides(overrides)
+    key = cfg.config_hash()
+    analyzer = _ANALYZERS.get(key)
+    if analyzer is None:
+        _ANALYZERS.clear()  # keep at most one set of loaded models per process
+        analyzer = _ANALYZERS[key] = Analyzer(cfg).load()
+    if isinstance(source, np.ndarray):
+        if sr is None:
+            raise ParameterError("analyze(array) needs the sample rate: analyze(y, sr=16000)")
+        return analyzer.process_signal(source, sr)
+    return analyzer.process_file(source)
