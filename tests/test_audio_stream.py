@@ -20,9 +20,9 @@ import pytest
 import soundfile as sf
 import soxr
 
-from features.audio import load as audio_mod
 from features import errors
 from features.audio import blocks as audio_stream
+from features.audio import load as audio_mod
 from features.audio.load import TARGET_SR, audio_from_signal, load_audio, resample, to_mono
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")

@@ -18,8 +18,8 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.audio import load as audio_mod
 from features import errors
+from features.audio import load as audio_mod
 from features.audio.load import load_audio
 from fusion.config import load_config
 from fusion.engine.analyzer import Analyzer, analyze
