@@ -59,10 +59,10 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         elif p.exists():
             shutil.copy2(p, src / name)
     out = tmp_path_factory.mktemp("wheel")
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "-q", "-w", str(out),
-           str(src)]
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)]
     if importlib.util.find_spec("setuptools") is not None:
-        cmd.insert(4, "--no-build-isolation")  # no registry needed when setuptools is here
+        # build with the setuptools installed here: no package index needed
+        cmd[4:4] = ["--no-build-isolation", "--no-index"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (wheel,) = out.glob("vocalfusion-*.whl")
