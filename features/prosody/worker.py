@@ -62,7 +62,8 @@ def _chunks(clips: Sequence[np.ndarray], sr: int,
             max_s: float) -> list[tuple[int, list[np.ndarray]]]:
     """Consecutive clips grouped into chunks of ≤ ``max_s`` s (a longer clip is alone)."""
     out: list[tuple[int, list[np.ndarray]]] = []
-    start, group, total = 0, [], 0
+    start, total = 0, 0
+    group: list[np.ndarray] = []
     limit = max_s * sr
     for i, clip in enumerate(clips):
         if group and total + clip.size > limit:
@@ -149,7 +150,7 @@ class PraatWorker:
                         "one", self._proc.returncode)
             self._stop()
             self.restarts += 1
-        root = str(Path(__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding features/
         env = {**os.environ,
                "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH"))
                                              if p)}
@@ -172,8 +173,7 @@ class PraatWorker:
             try:
                 proc.stdin.write(json.dumps(header).encode() + b"\n")
                 for clip in clips:
-                    proc.stdin.write(memoryview(np.ascontiguousarray(clip, dtype="<f4"))
-                                     .cast("B"))
+                    proc.stdin.write(np.ascontiguousarray(clip, dtype="<f4").data.cast("B"))
                 proc.stdin.flush()
                 line = proc.stdout.readline()
                 if not line:

@@ -31,6 +31,8 @@ import sys
 import traceback
 from typing import Any
 
+from fusion.engine.many import error_fields
+
 __all__ = ["worker_main", "THREAD_ENV_VARS"]
 
 #: environment variables that size the thread pools of BLAS / OpenMP libraries
@@ -79,15 +81,6 @@ def analyse_one(analyzer: Any, path: str, on_decoded: Any = None) -> tuple[str, 
         on_decoded(audio.duration_s)
     result = analyzer.process_audio(audio)
     return result.to_json(), str(result.status)
-
-
-def error_fields(exc: BaseException) -> tuple[str, str, str]:
-    """(class name, machine code, message) of a per-file failure."""
-    from features.errors import AudioError
-
-    if isinstance(exc, AudioError):
-        return type(exc).__name__, exc.code, str(exc)
-    return type(exc).__name__, "internal_error", f"{type(exc).__name__}: {exc}"
 
 
 def worker_main(conn: Any, config_json: str, num_threads: int) -> None:
