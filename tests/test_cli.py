@@ -65,7 +65,10 @@ def test_folder_input_and_parquet(tmp_path: Path, jfk_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     a = pd.read_parquet(tmp_path / "o" / "a.segments.parquet")
     b = pd.read_parquet(tmp_path / "o" / "b.segments.parquet")
-    pd.testing.assert_frame_equal(a.drop(columns=["file"]), b.drop(columns=["file"]))
+    assert list(a.index.names) == ["file", "start", "end"]
+    assert set(a.index.get_level_values("file")) == {str(folder / "a.flac")}
+    pd.testing.assert_frame_equal(a.droplevel("file").drop(columns=["path_abs"]),
+                                  b.droplevel("file").drop(columns=["path_abs"]))
 
 
 @pytest.mark.parametrize("args", [["--help"], ["analyze", "--help"], ["--version"]])

@@ -12,7 +12,7 @@ from rich.table import Table
 from features.errors import AudioError
 from fusion.cli.commands._common import add_config_args, config_from_args, console, err_console
 from fusion.files import atomic_write_bytes, atomic_write_text, find_audio_files, iter_unique_stems
-from fusion.schema import SessionResult
+from fusion.schema import SessionResult, segment_table_csv
 
 __all__ = ["register", "expand_inputs", "write_result"]
 
@@ -47,17 +47,17 @@ def write_result(result: SessionResult, out_dir: Path, stem: str, fmt: str) -> l
     written = [out_dir / f"{stem}.json"]
     atomic_write_text(written[0], result.to_json())
     if fmt in ("csv", "parquet"):
-        df = result.to_dataframe().reset_index()
-        df["start"] = df["start"].dt.total_seconds()
-        df["end"] = df["end"].dt.total_seconds()
+        # the one table shape: MultiIndex (file, start, end), Timedelta in Parquet, seconds in
+        # CSV (read either back with fusion.schema.read_segment_table)
+        df = result.to_dataframe()
         path = out_dir / f"{stem}.segments.{fmt}"
         if fmt == "csv":
-            atomic_write_text(path, df.to_csv(index=False))
+            atomic_write_text(path, segment_table_csv(df))
         else:
             import io
 
             buf = io.BytesIO()
-            df.to_parquet(buf, index=False)
+            df.to_parquet(buf, index=True)
             atomic_write_bytes(path, buf.getvalue())
         written.append(path)
     return written
