@@ -75,3 +75,66 @@ def test_folder_input_and_parquet(tmp_path: Path, jfk_path: Path) -> None:
 def test_help(args: list[str]) -> None:
     out = _cli(*args)
     assert out.returncode == 0 and "vocalfusion" in out.stdout
+
+
+# ---------------------------------------------------------------- what a new user hit (#15.6)
+def test_models_fetch_help_states_the_timeout_the_code_uses(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from features.sources import hub_timeout_s
+    from fusion.cli.main import main
+
+    monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
+    with pytest.raises(SystemExit):
+        main(["models", "fetch", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"HF_HUB_ETAG_TIMEOUT or {hub_timeout_s():g} s" in help_text
+    assert "or 3 s" in help_text  # the documented default (docs/models.md)
+
+
+def test_models_fetch_unknown_stream_lists_valid_names(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from fusion.cli.main import main
+
+    assert main(["models", "fetch", "--stream", "bogus"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "bogus" in err
+    assert "valid: segments, prosody, emotion, transcript, sentiment" in err
+
+
+def test_emotion_skipped_is_one_short_line_with_detail_in_provenance(
+        tmp_path: Path, jfk_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from features.emotion.stream import MODEL_OFFLINE_REASON
+    from fusion.cli.main import main
+    from fusion.config import load_config
+    from fusion.engine.inventory import list_models
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rows = [r for r in list_models(load_config()) if r.stream == "emotion"]
+    if rows and rows[0].available:
+        pytest.skip("the emotion model is on this machine: nothing is skipped")
+    args = ["--set", "transcript.enabled=false", "--set", "sentiment.enabled=false"]
+    assert main(["analyze", str(jfk_path), "-o", str(tmp_path), *args]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"emotion: skipped — {MODEL_OFFLINE_REASON}" in out
+    for noise in ("Errno", "ConnectError", "5342d99f", "huggingface/hub"):
+        assert noise not in out
+    data = json.loads((tmp_path / "jfk.json").read_text())
+    emotion = data["streams"]["emotion"]
+    assert emotion["reason"] == MODEL_OFFLINE_REASON
+    assert "superb/wav2vec2-base-superb-er" in emotion["provenance"]["options"][
+        "unavailable_detail"]
+
+
+def test_results_carry_bundled_form_not_install_path(tmp_path: Path, jfk_path: Path) -> None:
+    from fusion.cli.main import main
+
+    audio = tmp_path / "jfk.flac"  # an input outside the install tree
+    shutil.copy(jfk_path, audio)
+    assert main(["analyze", str(audio), "-o", str(tmp_path), "-q", *LIGHT]) == 0
+    data = json.loads((tmp_path / "jfk.json").read_text())
+    assert data["fusion"]["model_path"] == "bundled:fusion/configs/fusion_prior.json"
+    import fusion
+
+    install_dir = str(Path(fusion.__file__).resolve().parent.parent)
+    assert install_dir not in (tmp_path / "jfk.json").read_text()

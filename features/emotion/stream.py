@@ -85,6 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from features.segments.vad import Segment
 
 __all__ = [
+    "MODEL_OFFLINE_REASON",
     "Emotion",
     "EmotionMeasures",
     "EmotionConfig",
@@ -101,6 +102,10 @@ log = logging.getLogger(__name__)
 
 #: default model of the classifier backend
 DEFAULT_CLASSIFIER_MODEL = "superb/wav2vec2-base-superb-er"
+#: the skipped reason users see when the emotion model is not here and the hub is out of reach
+#: (the hub error, revision and cache path go to the log and to the provenance)
+MODEL_OFFLINE_REASON = ("model not available offline; `vocalfusion models fetch` on a "
+                        "networked machine")
 #: the published dimensional model (arousal, dominance, valence); licence CC BY-NC-SA 4.0
 DIMENSIONAL_MODEL = "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim"
 #: every stream works on 16 kHz audio
@@ -372,6 +377,7 @@ class EmotionStream:
         self._pad_ok = False
         self._hidden_size: int | None = None
         self._lib_version: str | None = None
+        self._unavailable_detail: str | None = None
         self._pool_module: Any = None
         self._local = threading.local()  # per thread: the pool module's last output
 
@@ -402,7 +408,16 @@ class EmotionStream:
                             offline=self.offline, allow_pickle=cfg.allow_pickle_weights,
                             cache_dir=self.cache_dir, setting="emotion.model")
         self._source = src
-        path = ensure_model(src, cache_dir=self.cache_dir, setting="emotion.model")
+        try:
+            path = ensure_model(src, cache_dir=self.cache_dir, setting="emotion.model")
+        except ModelUnavailable as exc:
+            if type(exc) is not ModelUnavailable or src.origin != "hub-download":
+                raise
+            # a hub model missing here and no hub: one short line for users; the full
+            # story (hub error, revision, cache) goes to the log and to the provenance
+            self._unavailable_detail = str(exc)
+            log.info("emotion model unavailable: %s", exc)
+            raise ModelUnavailable(MODEL_OFFLINE_REASON) from None
         if src.origin == "hub-download":  # downloaded just now: describe the cached copy
             src = resolve_model(cfg.model, kind="transformers", revision=cfg.revision,
                                 offline=True, allow_pickle=cfg.allow_pickle_weights,
@@ -574,6 +589,8 @@ class EmotionStream:
                 "weights": src.weights if src else None,
                 "model_labels": list(self._labels),
                 "canonical_labels": [c.value if c else None for c in self._canonical],
+                **({"unavailable_detail": self._unavailable_detail}
+                   if self._unavailable_detail else {}),
             })
 
     # ------------------------------------------------------------------ inference

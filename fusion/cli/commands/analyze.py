@@ -93,7 +93,8 @@ def print_session(result: SessionResult) -> None:
     console.print(f"  streams: {escape(streams)}")
     for name, info in result.streams.items():
         if info.reason:
-            console.print(f"  [yellow]{escape(name)}[/]: {escape(info.reason)}")
+            console.print(f"  [yellow]{escape(name)}[/]: {escape(str(info.status))} — "
+                          f"{escape(info.reason)}")
     if result.summary and result.summary.stress and result.summary.depression:
         s, d = result.summary.stress, result.summary.depression
         console.print(f"  session: stress mean {_fmt(s.mean)} (peak {_fmt(s.peak)}), "
