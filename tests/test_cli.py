@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -138,3 +139,59 @@ def test_results_carry_bundled_form_not_install_path(tmp_path: Path, jfk_path: P
 
     install_dir = str(Path(fusion.__file__).resolve().parent.parent)
     assert install_dir not in (tmp_path / "jfk.json").read_text()
+
+
+def test_stdin_dash_is_read_and_named_dash(tmp_path: Path, jfk_path: Path) -> None:
+    exe = shutil.which("vocalfusion")
+    cmd = [sys.executable, "-m", "fusion.cli.main"] if not exe else [exe]
+    out = subprocess.run([*cmd, "analyze", "-", "-o", str(tmp_path), "--format", "csv", "-q",
+                          *LIGHT], input=jfk_path.read_bytes(), capture_output=True,
+                         timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr.decode()
+    data = json.loads((tmp_path / "stdin.json").read_text())
+    assert data["source"]["path"] == "-" and data["source"]["format"] == "flac"
+    assert abs(data["source"]["duration_s"] - 11.0) < 0.01
+    from fusion.schema import read_segment_table
+
+    df = read_segment_table(tmp_path / "stdin.segments.csv")
+    assert set(df.index.get_level_values("file")) == {"-"}
+    assert set(df["path_abs"]) == {"<stdin>"}
+
+
+def test_stdin_errors_are_clear(tmp_path: Path) -> None:
+    import io
+
+    from features.audio.load import load_stdin
+    from features.errors import AudioTooLongError, EmptyAudioFileError, NotAudioError
+
+    with pytest.raises(EmptyAudioFileError, match="^-: standard input is empty"):
+        load_stdin(io.BytesIO(b""))
+    with pytest.raises(NotAudioError, match="^-: not a recognised audio file"):
+        load_stdin(io.BytesIO(b"not audio at all" * 100))
+    with pytest.raises(AudioTooLongError, match="over the limit of 1000 bytes"):
+        load_stdin(io.BytesIO(b"RIFF" + b"\0" * 5000), max_bytes=1000)
+    # /dev/stdin and other non-regular paths: one line that says to use `-`
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    out = _cli("analyze", str(fifo), "-o", str(tmp_path / "o"), *LIGHT)
+    assert out.returncode == 3 and "not a regular file" in out.stderr
+    assert "give `-` as the path" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_batch_into_closed_pipe_finishes_quietly(tmp_path: Path, jfk_path: Path) -> None:
+    corpus = tmp_path / "in"
+    corpus.mkdir()
+    for i in range(3):
+        shutil.copy(jfk_path, corpus / f"f{i}.flac")
+    out = tmp_path / "out"
+    # `vocalfusion batch in -o out -q 2>&1 | head -1`: a real pipe whose reader goes away
+    shell = (f"{sys.executable} -m fusion.cli.main batch {corpus} -o {out} -q --workers 1 "
+             f"{' '.join(LIGHT)} 2>&1 | head -1; exit ${{PIPESTATUS[0]}}")
+    run = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith("batch: 3 files") and run.stdout.count("\n") == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["n_analysed"] == 3
+    assert len(pd.read_parquet(out / "sessions.parquet")) == 3
+    assert not list(out.rglob("*.part"))

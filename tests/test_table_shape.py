@@ -66,7 +66,8 @@ def test_every_output_has_one_index_and_file_rule(tables: dict[str, pd.DataFrame
     pd.testing.assert_index_equal(df.index.droplevel(["start", "end"]),
                                   ref.index.droplevel(["start", "end"]))
     for level in ("start", "end"):
-        diff = (df.index.get_level_values(level) - ref.index.get_level_values(level)).total_seconds()
+        diff = (df.index.get_level_values(level)
+                - ref.index.get_level_values(level)).total_seconds()
         assert abs(diff).max() < 1e-6
     pd.testing.assert_series_equal(df["f0_mean_hz"].reset_index(drop=True),
                                    ref["f0_mean_hz"].reset_index(drop=True),

@@ -185,6 +185,9 @@ def _collect(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
     ``file`` value of the tables."""
     if isinstance(source, (str, os.PathLike)):
         src = Path(source)
+        if str(source) == "-":
+            raise BatchError("batch does not read standard input (`-`); use "
+                             "`vocalfusion analyze -` for one file, or a list file")
         if src.is_dir():
             paths, root = find_audio_files(src), src
         elif src.suffix.lower() in AUDIO_SUFFIXES:

@@ -9,6 +9,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from features.audio.load import STDIN_PATH
 from features.errors import AudioError
 from fusion.cli.commands._common import add_config_args, config_from_args, console, err_console
 from fusion.files import atomic_write_bytes, atomic_write_text, find_audio_files, iter_unique_stems
@@ -22,7 +23,9 @@ def register(sub: Any) -> None:
                        description="Analyse audio files (or folders of them) and write one "
                                    "JSON result per file into OUT, plus an optional segment "
                                    "table.")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR",
+                   help="audio files or folders; `-` reads one file from standard input "
+                        "(written as stdin.json; its table's file value is `-`)")
     p.add_argument("-o", "--out", type=Path, default=Path("out"), metavar="OUT",
                    help="output folder (default: ./out)")
     p.add_argument("--format", choices=["json", "csv", "parquet"], default="json",
@@ -40,6 +43,11 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
     for item in inputs:
         files.extend(find_audio_files(item) if item.is_dir() else [item])
     return files
+
+
+def _stem(path: Path, stem: str) -> str:
+    """The output stem; ``stdin`` for the input ``-``."""
+    return "stdin" if str(path) == STDIN_PATH else stem
 
 
 def write_result(result: SessionResult, out_dir: Path, stem: str, fmt: str) -> list[Path]:
@@ -114,12 +122,16 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         err_console.print("error: no audio files found in the given inputs")
         return 2
+    if sum(str(f) == STDIN_PATH for f in files) > 1:
+        err_console.print("error: `-` (standard input) can be given only once")
+        return 2
     cfg = config_from_args(args)
     if args.embeddings:
         cfg = cfg.with_overrides({"emotion.embeddings": True})
     analyzer = Analyzer(cfg).load()
     failed = 0
-    for path, stem in iter_unique_stems(files):
+    for path, file_stem in iter_unique_stems(files):
+        stem = _stem(path, file_stem)
         try:
             result = analyzer.process_file(path)
         except AudioError as exc:
