@@ -195,3 +195,18 @@ def test_batch_into_closed_pipe_finishes_quietly(tmp_path: Path, jfk_path: Path)
     assert manifest["status"] == "complete" and manifest["n_analysed"] == 3
     assert len(pd.read_parquet(out / "sessions.parquet")) == 3
     assert not list(out.rglob("*.part"))
+
+
+def test_transcript_segment_policy_is_refused_naming_the_valid_ones(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from features.segments.vad import SEGMENT_POLICIES, SegmentsConfig
+    from fusion.cli.main import main
+    from fusion.config import load_config
+
+    assert SEGMENT_POLICIES == ("vad", "fixed")
+    assert main(["analyze", "x.wav", "--set", "segments.policy=transcript"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "segments.policy" in err and "valid: vad, fixed" in err
+    for policy in SEGMENT_POLICIES:  # what is offered works
+        assert load_config(overrides=[f"segments.policy={policy}"]).segments.policy == policy
+        assert SegmentsConfig(policy=policy).policy == policy
