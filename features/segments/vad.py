@@ -79,7 +79,7 @@ class SegmentsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     policy: Literal["vad", "fixed"] = Field(
-        "vad", description="'vad' (Silero speech regions) or 'fixed' (windows of window_s)")
+        default="vad", description="'vad' (Silero speech regions) or 'fixed' (windows of window_s)")
     vad_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Silero speech probability")
     min_speech_ms: int = Field(250, ge=0, description="shorter VAD speech bursts are dropped")
     min_silence_ms: int = Field(300, ge=0, description="VAD silence needed to end a region")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["RichProgress", "LogLines", "summary_lines", "silence_closed_pipe"]
 
 
-def silence_closed_pipe(stream: TextIO) -> None:
+def silence_closed_pipe(stream: IO[str]) -> None:
     """Point ``stream`` at ``/dev/null`` after its reader went away (a broken pipe).
 
     Further writes, and the interpreter's final flush, then succeed silently instead of
