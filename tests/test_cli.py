@@ -105,7 +105,7 @@ def test_models_fetch_unknown_stream_lists_valid_names(
 def test_emotion_skipped_is_one_short_line_with_detail_in_provenance(
         tmp_path: Path, jfk_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from features.emotion.stream import MODEL_OFFLINE_REASON
+    from features.emotion.stream import DEFAULT_CLASSIFIER_MODEL, model_offline_reason
     from fusion.cli.main import main
     from fusion.config import load_config
     from fusion.engine.inventory import list_models
@@ -117,14 +117,16 @@ def test_emotion_skipped_is_one_short_line_with_detail_in_provenance(
     args = ["--set", "transcript.enabled=false", "--set", "sentiment.enabled=false"]
     assert main(["analyze", str(jfk_path), "-o", str(tmp_path), *args]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert f"emotion: skipped — {MODEL_OFFLINE_REASON}" in out
+    reason = model_offline_reason(DEFAULT_CLASSIFIER_MODEL)
+    assert reason.startswith(f"model {DEFAULT_CLASSIFIER_MODEL} not available offline; "
+                             "`vocalfusion models fetch` on a networked machine")
+    assert f"emotion: skipped — {reason}" in out
     for noise in ("Errno", "ConnectError", "5342d99f", "huggingface/hub"):
         assert noise not in out
     data = json.loads((tmp_path / "jfk.json").read_text())
     emotion = data["streams"]["emotion"]
-    assert emotion["reason"] == MODEL_OFFLINE_REASON
-    assert "superb/wav2vec2-base-superb-er" in emotion["provenance"]["options"][
-        "unavailable_detail"]
+    assert emotion["reason"] == reason
+    assert "5342d99f" in emotion["provenance"]["options"]["unavailable_detail"]
 
 
 def test_results_carry_bundled_form_not_install_path(tmp_path: Path, jfk_path: Path) -> None:

@@ -85,7 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from features.segments.vad import Segment
 
 __all__ = [
-    "MODEL_OFFLINE_REASON",
+    "model_offline_reason",
     "Emotion",
     "EmotionMeasures",
     "EmotionConfig",
@@ -102,10 +102,16 @@ log = logging.getLogger(__name__)
 
 #: default model of the classifier backend
 DEFAULT_CLASSIFIER_MODEL = "superb/wav2vec2-base-superb-er"
-#: the skipped reason users see when the emotion model is not here and the hub is out of reach
-#: (the hub error, revision and cache path go to the log and to the provenance)
-MODEL_OFFLINE_REASON = ("model not available offline; `vocalfusion models fetch` on a "
-                        "networked machine")
+
+
+def model_offline_reason(model: str) -> str:
+    """The one line users see when the emotion model is not here and the hub is out of reach.
+
+    The hub error, revision and cache path go to the log and to the provenance
+    (``options["unavailable_detail"]``), not to this line.
+    """
+    return (f"model {model} not available offline; `vocalfusion models fetch` on a networked "
+            "machine (or set emotion.model to a local copy)")
 #: the published dimensional model (arousal, dominance, valence); licence CC BY-NC-SA 4.0
 DIMENSIONAL_MODEL = "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim"
 #: every stream works on 16 kHz audio
@@ -417,7 +423,7 @@ class EmotionStream:
             # story (hub error, revision, cache) goes to the log and to the provenance
             self._unavailable_detail = str(exc)
             log.info("emotion model unavailable: %s", exc)
-            raise ModelUnavailable(MODEL_OFFLINE_REASON) from None
+            raise ModelUnavailable(model_offline_reason(cfg.model)) from None
         if src.origin == "hub-download":  # downloaded just now: describe the cached copy
             src = resolve_model(cfg.model, kind="transformers", revision=cfg.revision,
                                 offline=True, allow_pickle=cfg.allow_pickle_weights,
