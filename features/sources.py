@@ -35,6 +35,7 @@ import importlib.util
 import logging
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 from typing import Literal
@@ -53,6 +54,8 @@ __all__ = [
     "BUNDLED_MODELS",
     "is_offline",
     "hub_timeout_s",
+    "portable_path",
+    "DEFAULT_HUB_TIMEOUT_S",
     "resolve_model",
     "ensure_model",
     "download_model",
@@ -91,7 +94,9 @@ _CT2_PATTERNS = ["config.json", "preprocessor_config.json", "model.bin", "tokeni
                  "vocabulary.*"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRUE = {"1", "true", "yes", "on"}
-_DEFAULT_HUB_TIMEOUT_S = 3.0
+#: seconds to wait for the hub when ``HF_HUB_ETAG_TIMEOUT`` is not set
+DEFAULT_HUB_TIMEOUT_S = 3.0
+_DEFAULT_HUB_TIMEOUT_S = DEFAULT_HUB_TIMEOUT_S
 
 
 def dist_version(name: str) -> str | None:
@@ -202,8 +207,41 @@ def is_offline(offline: bool | None = None) -> bool:
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+def portable_path(path: str | os.PathLike[str]) -> str:
+    """The ``bundled:`` form of a file shipped inside an installed package, for results.
+
+    A path inside a top-level package found on ``sys.path`` (site-packages or the source tree)
+    becomes ``bundled:<package>/<path in it>``, e.g. ``bundled:fusion/configs/fusion_prior.json``:
+    results and the HTTP API then do not carry the machine's install path, and the same
+    installation gives the same string everywhere. Any other path is returned unchanged.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file path.
+
+    Returns
+    -------
+    str
+        ``bundled:<package>/<relative path>`` or ``str(path)``.
+    """
+    text = str(path)
+    if text.startswith("bundled:"):
+        return text
+    target = os.path.abspath(text)
+    for entry in sys.path:
+        base = os.path.abspath(entry or os.curdir)
+        if not os.path.isdir(base) or not target.startswith(base + os.sep):
+            continue
+        rel = Path(os.path.relpath(target, base))
+        if len(rel.parts) > 1 and (Path(base) / rel.parts[0] / "__init__.py").is_file():
+            return f"bundled:{rel.as_posix()}"
+    return text
+
+
 def hub_timeout_s() -> float:
-    """Seconds to wait for the hub before giving up: ``HF_HUB_ETAG_TIMEOUT`` or 3 s."""
+    """Seconds to wait for the hub before giving up: ``HF_HUB_ETAG_TIMEOUT`` or
+    :data:`DEFAULT_HUB_TIMEOUT_S` (3 s)."""
     raw = os.environ.get("HF_HUB_ETAG_TIMEOUT")
     try:
         value = float(raw) if raw else _DEFAULT_HUB_TIMEOUT_S

@@ -9,6 +9,7 @@ opensmile do, so eGeMAPS tables join onto ours.
 from __future__ import annotations
 
 import math
+import os
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -33,6 +34,11 @@ __all__ = [
     "FusionInfo",
     "SegmentResult",
     "SessionResult",
+    "TABLE_INDEX",
+    "STDIN_FILE",
+    "absolute_path",
+    "segment_table_csv",
+    "read_segment_table",
 ]
 
 SCHEMA_VERSION = "1.0"
@@ -192,37 +198,60 @@ class SessionResult(BaseModel):
         return cls.model_validate_json(text)
 
     # ---------------------------------------------------------------- tables
-    def segment_records(self) -> list[dict[str, Any]]:
-        """One flat dict per segment: ``file, start_s, end_s`` then every measure."""
-        return [_flatten_segment(self.source.path, seg) for seg in self.segments]
+    def segment_records(self, file: str | None = None) -> list[dict[str, Any]]:
+        """One flat dict per segment: ``file, start_s, end_s, path_abs`` then every measure.
 
-    def to_dataframe(self) -> Any:
+        ``file`` defaults to ``source.path`` (see :meth:`to_dataframe` for the rule).
+        """
+        name = self.source.path if file is None else file
+        abs_path = absolute_path(self.source.path)
+        return [_flatten_segment(name, abs_path, seg) for seg in self.segments]
+
+    def to_dataframe(self, file: str | None = None) -> Any:
         """Segment table indexed by ``MultiIndex(file, start, end)`` with Timedelta levels.
 
-        Columns: prosody measures by their names (``f0_mean_hz`` …), ``emotion_<label>``
+        The one table shape of every output (``analyze --format csv|parquet``, batch
+        ``segments.parquet``, ``process_files_dataframe``), so an openSMILE / audinterface
+        table (same index) joins onto any of them.
+
+        Parameters
+        ----------
+        file : str, optional
+            The ``file`` index value: the path as the user gave it. Default ``source.path``
+            (what was passed to ``process_file``); ``-`` for audio read from stdin.
+
+        Notes
+        -----
+        The first column, ``path_abs``, is the absolute path (not symlink-resolved) of the
+        input, ``<stdin>`` for stdin: a stable key whatever folder the command ran from.
+        Then: prosody measures by their names (``f0_mean_hz`` …), ``emotion_<label>``
         probabilities, ``sentiment_*``, ``text``/``word_count``, ``stress``,
         ``stress_confidence``, ``depression_probability``, ``depression_confidence``.
         Missing values are NaN.
         """
         import pandas as pd
 
-        records = self.segment_records()
+        records = self.segment_records(file)
         index = pd.MultiIndex.from_arrays(
             [
                 [r.pop("file") for r in records],
                 pd.to_timedelta([r.pop("start_s") for r in records], unit="s"),
                 pd.to_timedelta([r.pop("end_s") for r in records], unit="s"),
             ],
-            names=["file", "start", "end"],
+            names=list(TABLE_INDEX),
         )
         df = pd.DataFrame.from_records(records, index=index)
         return df
 
-    def session_record(self) -> dict[str, Any]:
-        """One flat dict for the whole session (used by batch ``sessions.parquet``)."""
+    def session_record(self, file: str | None = None) -> dict[str, Any]:
+        """One flat dict for the whole session (used by batch ``sessions.parquet``).
+
+        ``file`` and ``path_abs`` follow the rule of :meth:`to_dataframe`.
+        """
         s = self.summary
         rec: dict[str, Any] = {
-            "file": self.source.path,
+            "file": self.source.path if file is None else file,
+            "path_abs": absolute_path(self.source.path),
             "sha256": self.source.sha256,
             "duration_s": self.source.duration_s,
             "status": str(self.status),
@@ -243,14 +272,60 @@ class SessionResult(BaseModel):
         return rec
 
 
+#: index levels of every segment table (Timedelta ``start``/``end`` in DataFrames and Parquet)
+TABLE_INDEX = ("file", "start", "end")
+#: the ``file`` value of audio read from standard input (``vocalfusion analyze -``)
+STDIN_FILE = "-"
+_STDIN_ABS = "<stdin>"
+
+
+def absolute_path(path: str) -> str:
+    """The ``path_abs`` column: ``os.path.abspath(path)``; ``<stdin>`` for stdin input."""
+    if path in (STDIN_FILE, _STDIN_ABS):
+        return _STDIN_ABS
+    return os.path.abspath(path)
+
+
+def segment_table_csv(df: Any) -> str:
+    """A segment table as CSV: columns ``file, start, end`` (seconds, float) then the rest.
+
+    CSV has no Timedelta type, so ``start``/``end`` are written in seconds;
+    :func:`read_segment_table` turns them back into Timedelta levels.
+    """
+    flat = df.reset_index()
+    flat["start"] = flat["start"].dt.total_seconds()
+    flat["end"] = flat["end"].dt.total_seconds()
+    return str(flat.to_csv(index=False))
+
+
+def read_segment_table(path: str | os.PathLike[str]) -> Any:
+    """Read a segment table written as ``.csv`` or ``.parquet`` into the DataFrame shape.
+
+    Returns
+    -------
+    DataFrame
+        ``MultiIndex(file, start, end)`` with Timedelta ``start``/``end``, the shape of
+        :meth:`SessionResult.to_dataframe`.
+    """
+    import pandas as pd
+
+    if str(path).endswith(".csv"):
+        flat = pd.read_csv(path, dtype={"file": str, "path_abs": str})
+        flat["start"] = pd.to_timedelta(flat["start"], unit="s")
+        flat["end"] = pd.to_timedelta(flat["end"], unit="s")
+        return flat.set_index(list(TABLE_INDEX))
+    return pd.read_parquet(path)
+
+
 def _num(v: Any) -> Any:
     if v is None:
         return math.nan
     return v
 
 
-def _flatten_segment(file: str, seg: SegmentResult) -> dict[str, Any]:
+def _flatten_segment(file: str, abs_path: str, seg: SegmentResult) -> dict[str, Any]:
     rec: dict[str, Any] = {"file": file, "start_s": seg.start_s, "end_s": seg.end_s,
+                           "path_abs": abs_path,
                            "segment": seg.index, "duration_s": round(seg.end_s - seg.start_s, 6)}
     if seg.prosody is not None:
         for k, v in seg.prosody.model_dump(exclude={"missing"}).items():

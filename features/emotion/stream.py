@@ -85,6 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from features.segments.vad import Segment
 
 __all__ = [
+    "model_offline_reason",
     "Emotion",
     "EmotionMeasures",
     "EmotionConfig",
@@ -101,6 +102,16 @@ log = logging.getLogger(__name__)
 
 #: default model of the classifier backend
 DEFAULT_CLASSIFIER_MODEL = "superb/wav2vec2-base-superb-er"
+
+
+def model_offline_reason(model: str) -> str:
+    """The one line users see when the emotion model is not here and the hub is out of reach.
+
+    The hub error, revision and cache path go to the log and to the provenance
+    (``options["unavailable_detail"]``), not to this line.
+    """
+    return (f"model {model} not available offline; `vocalfusion models fetch` on a networked "
+            "machine (or set emotion.model to a local copy)")
 #: the published dimensional model (arousal, dominance, valence); licence CC BY-NC-SA 4.0
 DIMENSIONAL_MODEL = "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim"
 #: every stream works on 16 kHz audio
@@ -372,6 +383,7 @@ class EmotionStream:
         self._pad_ok = False
         self._hidden_size: int | None = None
         self._lib_version: str | None = None
+        self._unavailable_detail: str | None = None
         self._pool_module: Any = None
         self._local = threading.local()  # per thread: the pool module's last output
 
@@ -402,7 +414,16 @@ class EmotionStream:
                             offline=self.offline, allow_pickle=cfg.allow_pickle_weights,
                             cache_dir=self.cache_dir, setting="emotion.model")
         self._source = src
-        path = ensure_model(src, cache_dir=self.cache_dir, setting="emotion.model")
+        try:
+            path = ensure_model(src, cache_dir=self.cache_dir, setting="emotion.model")
+        except ModelUnavailable as exc:
+            if type(exc) is not ModelUnavailable or src.origin != "hub-download":
+                raise
+            # a hub model missing here and no hub: one short line for users; the full
+            # story (hub error, revision, cache) goes to the log and to the provenance
+            self._unavailable_detail = str(exc)
+            log.info("emotion model unavailable: %s", exc)
+            raise ModelUnavailable(model_offline_reason(cfg.model)) from None
         if src.origin == "hub-download":  # downloaded just now: describe the cached copy
             src = resolve_model(cfg.model, kind="transformers", revision=cfg.revision,
                                 offline=True, allow_pickle=cfg.allow_pickle_weights,
@@ -574,6 +595,8 @@ class EmotionStream:
                 "weights": src.weights if src else None,
                 "model_labels": list(self._labels),
                 "canonical_labels": [c.value if c else None for c in self._canonical],
+                **({"unavailable_detail": self._unavailable_detail}
+                   if self._unavailable_detail else {}),
             })
 
     # ------------------------------------------------------------------ inference

@@ -27,14 +27,18 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from features.errors import ModelUnavailable, ParameterError
 
+#: the valid values of segments.policy
+SEGMENT_POLICIES = ("vad", "fixed")
+
 __all__ = [
+    "SEGMENT_POLICIES",
     "Segment",
     "SegmentsConfig",
     "SileroVAD",
@@ -74,7 +78,8 @@ class SegmentsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    policy: Literal["vad", "fixed", "transcript"] = "vad"
+    policy: Literal["vad", "fixed"] = Field(
+        default="vad", description="'vad' (Silero speech regions) or 'fixed' (windows of window_s)")
     vad_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Silero speech probability")
     min_speech_ms: int = Field(250, ge=0, description="shorter VAD speech bursts are dropped")
     min_silence_ms: int = Field(300, ge=0, description="VAD silence needed to end a region")
@@ -84,6 +89,17 @@ class SegmentsConfig(BaseModel):
     max_segment_s: float = Field(15.0, gt=0.0, description="longer regions split at a quiet point")
     window_s: float = Field(5.0, gt=0.0, description="window length of the 'fixed' policy")
     hop_s: float | None = Field(None, gt=0.0, description="hop of 'fixed'; None = window_s")
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _known_policy(cls, value: Any) -> Any:
+        if value not in SEGMENT_POLICIES:
+            extra = (" ('transcript' was offered by earlier configs but never built: segments "
+                     "from the transcript's sentences would need the transcript before "
+                     "segmentation)" if value == "transcript" else "")
+            raise ValueError(f"unknown segments.policy {value!r}; valid: "
+                             f"{', '.join(SEGMENT_POLICIES)}{extra}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> SegmentsConfig:
@@ -376,9 +392,6 @@ def segment_audio(y: np.ndarray, sr: int, config: SegmentsConfig | None = None,
     duration_s = len(y) / float(sr)
     if cfg.policy == "fixed":
         return fixed_segments(duration_s, cfg.window_s, cfg.hop_s)
-    if cfg.policy == "transcript":
-        raise ParameterError("policy 'transcript' needs the transcript stream; "
-                             "the pipeline builds those segments")
     probs = speech_probabilities(y, sr, vad)
     regions = speech_regions(
         probs, len(y), sr=sr, threshold=cfg.vad_threshold, min_speech_ms=cfg.min_speech_ms,

@@ -3,13 +3,19 @@
 * :class:`RichProgress` — a live bar for terminals: files done / to do, failures, throughput
   (files per minute since the start), elapsed time and ETA.
 * :class:`LogLines` — one plain line per file, for log files and ``--quiet``.
+
+Progress output is best effort: when its reader goes away (``vocalfusion batch … 2>&1 |
+head -1``), the output stops and the work goes on. The stream is pointed at ``/dev/null``
+(so that Python's final flush does not fail either) and the run finishes, writes every table
+and exits with its usual code.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -28,7 +34,24 @@ if TYPE_CHECKING:
     from fusion.batch.pool import FileOutcome, FileTask
     from fusion.batch.runner import BatchSummary
 
-__all__ = ["RichProgress", "LogLines", "summary_lines"]
+__all__ = ["RichProgress", "LogLines", "summary_lines", "silence_closed_pipe"]
+
+
+def silence_closed_pipe(stream: IO[str]) -> None:
+    """Point ``stream`` at ``/dev/null`` after its reader went away (a broken pipe).
+
+    Further writes, and the interpreter's final flush, then succeed silently instead of
+    raising ``BrokenPipeError`` — a closed pager or ``head`` must not stop a batch.
+    """
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # not a real file (a test's StringIO): nothing to redirect
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 class _ThroughputColumn(ProgressColumn):
@@ -55,9 +78,15 @@ class RichProgress:
         self._task: Any = None
         self._failed = 0
 
+    def _say(self, text: str) -> None:
+        try:
+            self._progress.console.print(text)
+        except BrokenPipeError:
+            silence_closed_pipe(self.console.file)
+
     def begin(self, *, total: int, cached: int, engine: str, num_workers: int) -> None:
         todo = total - cached
-        self.console.print(f"{total} files: {cached} already analysed with this config, "
+        self._say(f"{total} files: {cached} already analysed with this config, "
                            f"{todo} to analyse ({engine} engine, {num_workers} workers)")
         self._progress.start()
         self._task = self._progress.add_task("analysing", total=todo, failed="0 failed")
@@ -68,7 +97,7 @@ class RichProgress:
     def file_finished(self, outcome: FileOutcome) -> None:
         if outcome.status == "error":
             self._failed += 1
-            self._progress.console.print(f"[red]error:[/] {escape(outcome.message or '')}")
+            self._say(f"[red]error:[/] {escape(outcome.message or '')}")
         failed = f"[red]{self._failed} failed[/]" if self._failed else "0 failed"
         self._progress.update(self._task, advance=1, failed=failed)
         task = self._progress.tasks[-1]
@@ -78,7 +107,7 @@ class RichProgress:
     def end(self, summary: BatchSummary) -> None:
         self._progress.stop()
         for line in summary_lines(summary):
-            self.console.print(escape(line))
+            self._say(escape(line))
 
     def close(self) -> None:
         """Stop the live display (after an interruption)."""
@@ -90,12 +119,19 @@ class LogLines:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
+        self._closed = False
         self._total = 0
         self._done = 0
         self._t0 = time.perf_counter()
 
     def _print(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
+        if self._closed:
+            return
+        try:
+            print(line, file=self.stream, flush=True)
+        except BrokenPipeError:
+            self._closed = True
+            silence_closed_pipe(self.stream)
 
     def begin(self, *, total: int, cached: int, engine: str, num_workers: int) -> None:
         self._total = total - cached

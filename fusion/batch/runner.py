@@ -175,8 +175,20 @@ def collect_inputs(source: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     root : Path or None
         The folder (or list file's folder) given, or None for a sequence.
     """
+    pairs, root = _collect(source)
+    return [a for a, _ in pairs], root
+
+
+def _collect(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+             ) -> tuple[list[tuple[Path, str]], Path | None]:
+    """:func:`collect_inputs` with each absolute path paired with the path as the user gave
+    it (the folder or list file's folder as given, joined with the file's name in it): the
+    ``file`` value of the tables."""
     if isinstance(source, (str, os.PathLike)):
         src = Path(source)
+        if str(source) == "-":
+            raise BatchError("batch does not read standard input (`-`); use "
+                             "`vocalfusion analyze -` for one file, or a list file")
         if src.is_dir():
             paths, root = find_audio_files(src), src
         elif src.suffix.lower() in AUDIO_SUFFIXES:
@@ -188,12 +200,12 @@ def collect_inputs(source: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     else:
         paths, root = [Path(p) for p in source], None
     seen: set[str] = set()
-    unique = []
+    unique: list[tuple[Path, str]] = []
     for p in paths:
         a = os.path.abspath(p)
         if a not in seen:
             seen.add(a)
-            unique.append(Path(a))
+            unique.append((Path(a), str(p)))
     return unique, (Path(os.path.abspath(root)) if root is not None else None)
 
 
@@ -372,7 +384,9 @@ def run_batch(
     config_hash = wcfg.config_hash()
     version = package_version()
 
-    paths, root = collect_inputs(inputs)
+    pairs, root = _collect(inputs)
+    paths = [a for a, _ in pairs]
+    given = [g for _, g in pairs]
     if not paths:
         raise BatchError(f"no audio files found in {inputs}")
     out = Path(out_dir)
@@ -443,7 +457,8 @@ def run_batch(
 
     elapsed = time.perf_counter() - t0
     done_ok = sorted([*cached, *analysed])
-    segments, sessions = build_tables([json_paths[i] for i in done_ok])
+    segments, sessions = build_tables([json_paths[i] for i in done_ok],
+                                      files=[given[i] for i in done_ok])
     _write_parquet(out / "segments.parquet", segments, index=True)
     _write_parquet(out / "sessions.parquet", sessions, index=False)
     error_list = [errors[i] for i in sorted(errors)]
@@ -473,8 +488,17 @@ def run_batch(
 
 
 # ---------------------------------------------------------------------------- tables
-def build_tables(json_paths: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_tables(json_paths: Iterable[Path], files: Sequence[str] | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Segment and session tables from per-file result JSONs (in the order given).
+
+    Parameters
+    ----------
+    json_paths : iterable of Path
+        Per-file result JSONs.
+    files : sequence of str, optional
+        The ``file`` value of each result (the input path as the user gave it); default the
+        result's ``source.path``. ``path_abs`` holds the absolute path either way.
 
     Returns
     -------
@@ -491,10 +515,11 @@ def build_tables(json_paths: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFrame
 
     frames = []
     records = []
-    for jp in json_paths:
+    for i, jp in enumerate(json_paths):
         result = SessionResult.from_json(jp.read_bytes())
-        frames.append(result.to_dataframe())
-        records.append(result.session_record())
+        file = files[i] if files is not None else None
+        frames.append(result.to_dataframe(file))
+        records.append(result.session_record(file))
     return concat_segments(frames), pd.DataFrame.from_records(records)
 
 
@@ -571,4 +596,4 @@ def process_files_dataframe(
         else:
             errors[o.index] = {"file": o.path, "error_class": o.error_class or "Error",
                                "code": o.code or "error", "message": o.message or ""}
-    return segments_table(results, errors)
+    return segments_table(results, errors, items)

@@ -13,11 +13,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from features.errors import ModelUnavailable
+from features.errors import ModelUnavailable, ParameterError
 from features.sources import ModelStatus, _looks_like_path, download_model, resolve_model
 from fusion.config import Config
 
-__all__ = ["list_models", "fetch_models"]
+__all__ = ["list_models", "fetch_models", "MODEL_STREAMS"]
+
+#: the streams that can have a model (the names ``models fetch --stream`` accepts)
+MODEL_STREAMS = ("segments", "prosody", "emotion", "transcript", "sentiment")
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,6 +133,10 @@ def fetch_models(config: Config, *, cache_dir: str | os.PathLike[str] | None = N
         One row per model, after the attempt; ``available`` False rows say why.
     """
     wanted = set(streams) if streams is not None else None
+    unknown = sorted(wanted - set(MODEL_STREAMS)) if wanted is not None else []
+    if unknown:
+        raise ParameterError(f"unknown stream name(s) {', '.join(unknown)} for models fetch; "
+                             f"valid: {', '.join(MODEL_STREAMS)}")
     out: list[ModelStatus] = []
     for stream, spec, kw in _config_models(config):
         if wanted is not None and stream not in wanted:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -39,12 +39,13 @@ def concat_segments(frames: list[pd.DataFrame]) -> pd.DataFrame:
         index = pd.MultiIndex.from_arrays(
             [pd.Index([], dtype=object), pd.to_timedelta([], unit="s"),
              pd.to_timedelta([], unit="s")], names=["file", "start", "end"])
-        return pd.DataFrame(index=index)
+        return pd.DataFrame({"path_abs": pd.Series([], dtype=object)}, index=index)
     return pd.concat(frames, sort=False)
 
 
 def segments_table(results: dict[int, SessionResult],
-                   errors: dict[int, dict[str, str]]) -> pd.DataFrame:
+                   errors: dict[int, dict[str, str]],
+                   files: Sequence[str] | None = None) -> pd.DataFrame:
     """One table of the results in input order; failures logged and in ``df.attrs["errors"]``.
 
     Parameters
@@ -53,10 +54,14 @@ def segments_table(results: dict[int, SessionResult],
         Input position → result of the files that were analysed.
     errors : dict of int to dict
         Input position → ``{file, error_class, code, message}`` of the files that failed.
+    files : sequence of str, optional
+        Input position → the path as the user gave it (the ``file`` index level); default:
+        each result's own source path.
     """
     for e in errors.values():
         log.error("%s", e["message"])
-    df = concat_segments([results[i].to_dataframe() for i in sorted(results)])
+    df = concat_segments([results[i].to_dataframe(files[i] if files is not None else None)
+                          for i in sorted(results)])
     df.attrs["errors"] = [errors[i] for i in sorted(errors)]
     return df
 
@@ -83,10 +88,11 @@ def analyze_files_in_process(analyzer: Analyzer,
     results: dict[int, SessionResult] = {}
     errors: dict[int, dict[str, str]] = {}
     analyzer.load()
-    for i, p in enumerate(str(p) for p in paths):
+    items = [str(p) for p in paths]
+    for i, p in enumerate(items):
         try:
             results[i] = analyzer.process_file(p)
         except Exception as exc:  # one bad file costs that file only
             cls, code, message = error_fields(exc)
             errors[i] = {"file": p, "error_class": cls, "code": code, "message": message}
-    return segments_table(results, errors)
+    return segments_table(results, errors, items)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from features.errors import ConfigError
+from features.sources import portable_path
 from fusion.config import FusionConfig, config_dir
 from fusion.schema import FusionInfo, SegmentResult, SegmentScores, SessionSummary, StreamInfo
 from fusion.scoring.baseline import (
@@ -154,7 +155,8 @@ class Fuser:
     def info(self) -> FusionInfo:
         """Which model makes the scores, and how far it is calibrated."""
         spec = self._require()
-        return FusionInfo(model_name=spec.name, model_path=spec.path,
+        path = portable_path(spec.path) if spec.path else None  # no install paths in results
+        return FusionInfo(model_name=spec.name, model_path=path,
                           calibrated=spec.calibrated, calibration_status=spec.calibration_status,
                           model_sha256=spec.sha256)
 

@@ -9,10 +9,11 @@ from typing import Any, Literal
 from rich.markup import escape
 from rich.table import Table
 
+from features.audio.load import STDIN_PATH
 from features.errors import AudioError
 from fusion.cli.commands._common import add_config_args, config_from_args, console, err_console
 from fusion.files import atomic_write_bytes, atomic_write_text, find_audio_files, iter_unique_stems
-from fusion.schema import SessionResult
+from fusion.schema import SessionResult, segment_table_csv
 
 __all__ = ["register", "expand_inputs", "write_result"]
 
@@ -22,7 +23,9 @@ def register(sub: Any) -> None:
                        description="Analyse audio files (or folders of them) and write one "
                                    "JSON result per file into OUT, plus an optional segment "
                                    "table.")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR",
+                   help="audio files or folders; `-` reads one file from standard input "
+                        "(written as stdin.json; its table's file value is `-`)")
     p.add_argument("-o", "--out", type=Path, default=Path("out"), metavar="OUT",
                    help="output folder (default: ./out)")
     p.add_argument("--format", choices=["json", "csv", "parquet"], default="json",
@@ -42,22 +45,27 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
     return files
 
 
+def _stem(path: Path, stem: str) -> str:
+    """The output stem; ``stdin`` for the input ``-``."""
+    return "stdin" if str(path) == STDIN_PATH else stem
+
+
 def write_result(result: SessionResult, out_dir: Path, stem: str, fmt: str) -> list[Path]:
     """Write ``stem.json`` (and ``stem.segments.csv|parquet``) atomically; return the paths."""
     written = [out_dir / f"{stem}.json"]
     atomic_write_text(written[0], result.to_json())
     if fmt in ("csv", "parquet"):
-        df = result.to_dataframe().reset_index()
-        df["start"] = df["start"].dt.total_seconds()
-        df["end"] = df["end"].dt.total_seconds()
+        # the one table shape: MultiIndex (file, start, end), Timedelta in Parquet, seconds in
+        # CSV (read either back with fusion.schema.read_segment_table)
+        df = result.to_dataframe()
         path = out_dir / f"{stem}.segments.{fmt}"
         if fmt == "csv":
-            atomic_write_text(path, df.to_csv(index=False))
+            atomic_write_text(path, segment_table_csv(df))
         else:
             import io
 
             buf = io.BytesIO()
-            df.to_parquet(buf, index=False)
+            df.to_parquet(buf, index=True)
             atomic_write_bytes(path, buf.getvalue())
         written.append(path)
     return written
@@ -93,7 +101,8 @@ def print_session(result: SessionResult) -> None:
     console.print(f"  streams: {escape(streams)}")
     for name, info in result.streams.items():
         if info.reason:
-            console.print(f"  [yellow]{escape(name)}[/]: {escape(info.reason)}")
+            console.print(f"  [yellow]{escape(name)}[/]: {escape(str(info.status))} — "
+                          f"{escape(info.reason)}")
     if result.summary and result.summary.stress and result.summary.depression:
         s, d = result.summary.stress, result.summary.depression
         console.print(f"  session: stress mean {_fmt(s.mean)} (peak {_fmt(s.peak)}), "
@@ -113,12 +122,16 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         err_console.print("error: no audio files found in the given inputs")
         return 2
+    if sum(str(f) == STDIN_PATH for f in files) > 1:
+        err_console.print("error: `-` (standard input) can be given only once")
+        return 2
     cfg = config_from_args(args)
     if args.embeddings:
         cfg = cfg.with_overrides({"emotion.embeddings": True})
     analyzer = Analyzer(cfg).load()
     failed = 0
-    for path, stem in iter_unique_stems(files):
+    for path, file_stem in iter_unique_stems(files):
+        stem = _stem(path, file_stem)
         try:
             result = analyzer.process_file(path)
         except AudioError as exc:

@@ -15,7 +15,9 @@ import argparse
 import json
 from typing import Any
 
+from features.sources import DEFAULT_HUB_TIMEOUT_S
 from fusion.cli.commands._common import add_config_args, config_from_args, console, err_console
+from fusion.engine.inventory import MODEL_STREAMS
 
 __all__ = ["register", "func"]
 
@@ -43,10 +45,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p_fetch = actions.add_parser("fetch", help="download the configured hub models")
     add_config_args(p_fetch)
     p_fetch.add_argument("--stream", action="append", default=None, metavar="NAME",
-                         help="only this stream's model (repeatable), e.g. --stream emotion")
+                         help="only this stream's model (repeatable), one of "
+                              f"{', '.join(MODEL_STREAMS)}; e.g. --stream emotion")
     p_fetch.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                          help="give up when the hub does not answer within this time "
-                              "(default: HF_HUB_ETAG_TIMEOUT or 5 s)")
+                              "(default: HF_HUB_ETAG_TIMEOUT or "
+                              f"{DEFAULT_HUB_TIMEOUT_S:g} s)")
     p_fetch.set_defaults(func=func, models_action="fetch")
     parser.set_defaults(func=func, models_action=None, _models_parser=parser)
     return parser
@@ -119,7 +123,9 @@ def _fetch(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     rows = fetch_models(cfg, timeout_s=args.timeout, streams=args.stream)
     if not rows:
-        err_console.print("no model matches the given --stream names")
+        err_console.print("no model to fetch: the active config loads no model of the "
+                          f"stream(s) {', '.join(args.stream or [])} (a stream that is off "
+                          "in the config has none; turn it on with --set NAME.enabled=true)")
         return 1
     _print(rows, "vocalfusion models fetch")
     return 0 if all(r.available for r in rows) else 1
