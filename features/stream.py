@@ -53,7 +53,8 @@ class StreamOutput(BaseModel, Generic[RowT]):
 
     ``rows`` has exactly one entry per input segment, in order. An entry is ``None`` when the
     stream has nothing for that segment (the stream says why in ``warnings`` or ``session``).
-    ``StreamOutput[ProsodyMeasures]`` validates that every row is a ``ProsodyMeasures``.
+    Parametrise with the row model: ``StreamOutput[ProsodyMeasures | None]`` validates that
+    every row is a ``ProsodyMeasures`` or ``None``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
@@ -62,7 +63,7 @@ class StreamOutput(BaseModel, Generic[RowT]):
     status: StreamStatus = StreamStatus.OK
     reason: str | None = None
     provenance: Provenance | None = None
-    rows: list[RowT | None] = Field(default_factory=list)
+    rows: list[RowT] = Field(default_factory=list)
     #: file-level output (e.g. the transcript's detected language); stream specific, JSON-ready
     session: dict[str, Any] = Field(default_factory=dict)
     #: per-segment embeddings, shape (n_segments, dim), NaN rows where a segment has none;
@@ -95,8 +96,9 @@ class Stream(Protocol):
     name: str
     requires: tuple[str, ...]
 
-    def load(self) -> None:
-        """Load models once. Raises ``ModelUnavailable`` with a remedy when it cannot."""
+    def load(self) -> object:
+        """Load models once (the return value, often ``self``, is ignored). Raises
+        ``ModelUnavailable`` with a remedy when it cannot."""
         ...
 
     def provenance(self) -> Provenance:

@@ -222,7 +222,8 @@ class EmotionConfig(BaseModel):
                     "runs alone)")
     allow_pickle_weights: bool = Field(
         False, description="also load pytorch_model.bin (pickle) when no safetensors exist")
-    embeddings: bool = Field(False, description="return pooled embeddings (StreamOutput.embeddings)")
+    embeddings: bool = Field(
+        False, description="return pooled embeddings (StreamOutput.embeddings)")
     quantize: bool = Field(False, description="int8 dynamic quantisation of Linear layers")
     label_map: dict[str, str] = Field(
         default_factory=dict, description="model class → canonical label, overrides the table")
