@@ -76,8 +76,9 @@ class StreamOutput(BaseModel, Generic[RowT]):
     def skipped(cls, name: str, reason: str, n_segments: int,
                 provenance: Provenance | None = None) -> StreamOutput[Any]:
         """An output that says the stream did not run, with one empty row per segment."""
+        rows: list[Any] = [None] * n_segments
         return cls(name=name, status=StreamStatus.SKIPPED, reason=reason,
-                   provenance=provenance, rows=[None] * n_segments)
+                   provenance=provenance, rows=rows)
 
 
 @runtime_checkable
