@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from features.emotion.stream import EmotionMeasures
 from features.prosody.stream import ProsodyMeasures
-from features.registry import StreamSpec, stream_spec, stream_specs
+from features.registry import StreamSpec, stream_specs
 from features.sentiment.stream import SentimentMeasures
 from features.stream import Provenance, StreamStatus
 from features.transcript.stream import SegmentTranscript
@@ -303,11 +303,11 @@ def _extended_results(extra: tuple[StreamSpec, ...]
 
 def _check_builtin_fields() -> None:
     """The declared stream fields of :class:`SegmentResult` are the registry's row models."""
-    for name in ("prosody", "emotion", "transcript", "sentiment"):
-        declared = SegmentResult.model_fields[name].annotation
-        expected = stream_spec(name).row_model | None
-        if declared != expected:
-            raise TypeError(f"SegmentResult.{name} is {declared}, the registry says {expected}")
+    for spec in stream_specs():
+        field = SegmentResult.model_fields.get(spec.name)
+        if field is not None and field.annotation != spec.row_model | None:
+            raise TypeError(f"SegmentResult.{spec.name} is {field.annotation}, the registry "
+                            f"says {spec.row_model} | None")
 
 
 _check_builtin_fields()
