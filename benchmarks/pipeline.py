@@ -164,8 +164,9 @@ def _ours(path: Path, repeats: int, emotion: str | None, extra: tuple[str, ...] 
     runs = []
     for _ in range(repeats):
         clear_vad_cache()  # every repeat pays for its own VAD pass
-        result = analyzer.process_file(path)
-        runs.append(dict(analyzer.last_timings))
+        run = analyzer.run_file(path)
+        result = run.result
+        runs.append(dict(run.timings))
     expected = ["prosody", "transcript", "sentiment"] + (["emotion"] if emotion else [])
     bad = {k: v.reason for k, v in result.streams.items() if k in expected and v.status != "ok"}
     assert not bad, bad

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from features.audio.load import Audio
     from features.segments.vad import Segment
 
-__all__ = ["Stream", "StreamOutput", "StreamStatus", "Provenance"]
+__all__ = ["Stream", "StreamOutput", "StreamStatus", "Provenance", "RowT"]
+
+#: the row model of a stream (e.g. ``ProsodyMeasures``)
+RowT = TypeVar("RowT")
 
 
 class StreamStatus(StrEnum):
@@ -44,11 +48,13 @@ class Provenance(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, description="Effective options.")
 
 
-class StreamOutput(BaseModel):
+class StreamOutput(BaseModel, Generic[RowT]):
     """What one stream produced for one file.
 
     ``rows`` has exactly one entry per input segment, in order. An entry is ``None`` when the
     stream has nothing for that segment (the stream says why in ``warnings`` or ``session``).
+    Parametrise with the row model: ``StreamOutput[ProsodyMeasures | None]`` validates that
+    every row is a ``ProsodyMeasures`` or ``None``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
@@ -57,18 +63,22 @@ class StreamOutput(BaseModel):
     status: StreamStatus = StreamStatus.OK
     reason: str | None = None
     provenance: Provenance | None = None
-    rows: list[Any] = Field(default_factory=list)
-    #: file-level output (e.g. the transcript's detected language); stream specific
+    rows: list[RowT] = Field(default_factory=list)
+    #: file-level output (e.g. the transcript's detected language); stream specific, JSON-ready
     session: dict[str, Any] = Field(default_factory=dict)
+    #: per-segment embeddings, shape (n_segments, dim), NaN rows where a segment has none;
+    #: ``None`` when the stream made none. Never written into the JSON result.
+    embeddings: np.ndarray | None = None
     warnings: list[str] = Field(default_factory=list)
     elapsed_s: float | None = None
 
     @classmethod
     def skipped(cls, name: str, reason: str, n_segments: int,
-                provenance: Provenance | None = None) -> StreamOutput:
+                provenance: Provenance | None = None) -> StreamOutput[Any]:
         """An output that says the stream did not run, with one empty row per segment."""
+        rows: list[Any] = [None] * n_segments
         return cls(name=name, status=StreamStatus.SKIPPED, reason=reason,
-                   provenance=provenance, rows=[None] * n_segments)
+                   provenance=provenance, rows=rows)
 
 
 @runtime_checkable
@@ -87,8 +97,9 @@ class Stream(Protocol):
     name: str
     requires: tuple[str, ...]
 
-    def load(self) -> None:
-        """Load models once. Raises ``ModelUnavailable`` with a remedy when it cannot."""
+    def load(self) -> object:
+        """Load models once (the return value, often ``self``, is ignored). Raises
+        ``ModelUnavailable`` with a remedy when it cannot."""
         ...
 
     def provenance(self) -> Provenance:
@@ -96,6 +107,6 @@ class Stream(Protocol):
         ...
 
     def run(self, audio: Audio, segments: Sequence[Segment],
-            context: dict[str, StreamOutput]) -> StreamOutput:
+            context: dict[str, StreamOutput[Any]]) -> StreamOutput[Any]:
         """Measure every segment; return exactly one row (or ``None``) per segment."""
         ...

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "analyze",
     "Analyzer",
+    "AnalysisRun",
     "load_config",
     "Config",
     "SessionResult",
@@ -26,12 +27,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from fusion.config import Config, load_config
-    from fusion.engine.analyzer import Analyzer, analyze
+    from fusion.engine.analyzer import AnalysisRun, Analyzer, analyze
     from fusion.schema import SegmentResult, SessionResult
 
 _LAZY = {
     "analyze": "fusion.engine.analyzer",
     "Analyzer": "fusion.engine.analyzer",
+    "AnalysisRun": "fusion.engine.analyzer",
     "load_config": "fusion.config",
     "Config": "fusion.config",
     "SessionResult": "fusion.schema",

@@ -3,6 +3,11 @@
 Config is data: it serialises, round-trips exactly, and unknown keys are errors. Components
 are chosen from allow-lists (``Literal`` fields), never imported by a string from the file.
 
+There is one section per registered stream (:mod:`features.registry`). The built-in streams'
+sections are also declared on :class:`Config` so that type checkers see
+``config.prosody.enabled``; a test checks those declarations against the registry. A stream
+registered later gets its section from :func:`config_model`, which extends :class:`Config`.
+
 Examples
 --------
 >>> cfg = load_config(overrides=["segments.max_segment_s=8"])
@@ -17,14 +22,16 @@ import json
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from features.emotion.stream import EmotionConfig
 from features.errors import ConfigError
 from features.prosody.stream import ProsodyConfig
+from features.registry import StreamSpec, stream_specs
 from features.segments.vad import SegmentsConfig
 from features.sentiment.stream import SentimentConfig
 from features.transcript.stream import TranscriptConfig
@@ -34,6 +41,7 @@ __all__ = [
     "FusionConfig",
     "RuntimeConfig",
     "Config",
+    "config_model",
     "load_config",
     "config_dir",
     "default_config_path",
@@ -94,7 +102,11 @@ class RuntimeConfig(BaseModel):
 
 
 class Config(BaseModel):
-    """The whole engine configuration. Every field has a default; see ``configs/default.toml``."""
+    """The whole engine configuration. Every field has a default; see ``configs/default.toml``.
+
+    The stream sections (``prosody`` … ``sentiment``) are the registry's built-in streams,
+    declared here for static typing; :func:`config_model` adds any stream registered since.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -130,6 +142,34 @@ class Config(BaseModel):
             _set_dotted(data, key, value)
         return _validate(data, source="overrides")
 
+    def stream_section(self, name: str) -> BaseModel:
+        """The config section of stream ``name`` (its registered config model)."""
+        section = getattr(self, name, None)
+        if not isinstance(section, BaseModel):
+            raise ConfigError(f"this config has no section for stream {name!r}; build it with "
+                              "load_config() or config_model() after registering the stream")
+        return section
+
+
+def config_model() -> type[Config]:
+    """The config class with one section per registered stream.
+
+    :class:`Config` itself while only the built-in streams are registered; otherwise a subclass
+    of it with a ``<name>: <config model>`` section (default: the model's defaults) for every
+    stream registered later.
+    """
+    extra = tuple(s for s in stream_specs() if s.name not in Config.model_fields)
+    return _extended_config(extra) if extra else Config
+
+
+@lru_cache(maxsize=16)
+def _extended_config(extra: tuple[StreamSpec, ...]) -> type[Config]:
+    fields: dict[str, Any] = {
+        spec.name: (spec.config_model, Field(default_factory=spec.config_model))
+        for spec in extra}
+    model: type[Config] = create_model("Config", __base__=Config, __module__=__name__,
+                                       **fields)
+    return model
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -164,7 +204,7 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 
 def _validate(data: Mapping[str, Any], *, source: str) -> Config:
     try:
-        return Config.model_validate(data)
+        return config_model().model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -209,3 +249,15 @@ def load_config(
     if overrides:
         cfg = cfg.with_overrides(overrides)
     return cfg
+
+
+def _check_builtin_sections() -> None:
+    """The declared stream sections of :class:`Config` are the registry's config models."""
+    for spec in stream_specs():
+        field = Config.model_fields.get(spec.name)
+        if field is not None and field.annotation is not spec.config_model:
+            raise TypeError(f"Config.{spec.name} is {field.annotation}, the registry says "
+                            f"{spec.config_model}")
+
+
+_check_builtin_sections()

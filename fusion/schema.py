@@ -4,6 +4,14 @@ These models are the JSON schema of saved results and of the HTTP API. ``Session
 round-trips through JSON exactly, and :meth:`SessionResult.to_dataframe` gives one row per
 segment indexed by ``MultiIndex(file, start, end)`` (``Timedelta`` levels), as audinterface and
 opensmile do, so eGeMAPS tables join onto ours.
+
+``SegmentResult`` has one field per registered stream (:mod:`features.registry`), typed by
+the stream's row model. The built-in streams' fields are declared on the class for static
+typing (a test checks them against the registry); :func:`result_models` extends
+``SegmentResult`` and ``SessionResult`` with streams registered since.
+
+``schema_version`` follows semantic versioning: a new field bumps the minor version, a
+renamed or removed one the major version; ``docs/changelog.md`` lists every change.
 """
 
 from __future__ import annotations
@@ -12,12 +20,14 @@ import math
 import os
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from features.emotion.stream import EmotionMeasures
 from features.prosody.stream import ProsodyMeasures
+from features.registry import StreamSpec, stream_specs
 from features.sentiment.stream import SentimentMeasures
 from features.stream import Provenance, StreamStatus
 from features.transcript.stream import SegmentTranscript
@@ -39,9 +49,11 @@ __all__ = [
     "absolute_path",
     "segment_table_csv",
     "read_segment_table",
+    "result_models",
 ]
 
-SCHEMA_VERSION = "1.0"
+#: version of the result JSON format (semver; see docs/changelog.md)
+SCHEMA_VERSION = "1.1.0"
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
@@ -195,7 +207,9 @@ class SessionResult(BaseModel):
 
     @classmethod
     def from_json(cls, text: str | bytes) -> SessionResult:
-        return cls.model_validate_json(text)
+        """Read a saved result (rows of every registered stream are typed)."""
+        model = result_models()[1] if cls is SessionResult else cls
+        return model.model_validate_json(text)
 
     # ---------------------------------------------------------------- tables
     def segment_records(self, file: str | None = None) -> list[dict[str, Any]]:
@@ -327,31 +341,48 @@ def _flatten_segment(file: str, abs_path: str, seg: SegmentResult) -> dict[str, 
     rec: dict[str, Any] = {"file": file, "start_s": seg.start_s, "end_s": seg.end_s,
                            "path_abs": abs_path,
                            "segment": seg.index, "duration_s": round(seg.end_s - seg.start_s, 6)}
-    if seg.prosody is not None:
-        for k, v in seg.prosody.model_dump(exclude={"missing"}).items():
-            rec[k] = _num(v)
-    if seg.emotion is not None:
-        for label, p in seg.emotion.probabilities.items():
-            rec[f"emotion_{label}"] = p
-        rec["emotion_unmapped"] = _num(seg.emotion.unmapped_probability)
-        rec["emotion_top"] = seg.emotion.top_label
-        rec["emotion_entropy_bits"] = _num(seg.emotion.entropy_bits)
-        for dim in ("arousal", "valence", "dominance"):
-            val = getattr(seg.emotion, dim)
-            if val is not None:
-                rec[f"emotion_{dim}"] = val
-    if seg.transcript is not None:
-        rec["text"] = seg.transcript.text
-        rec["word_count"] = seg.transcript.word_count
-        rec["words_per_min"] = _num(seg.transcript.words_per_min)
-    if seg.sentiment is not None:
-        for k, v in seg.sentiment.model_dump().items():
-            if k == "word_count":
-                continue
-            rec[f"sentiment_{k}"] = _num(v) if k != "label" else v
+    for spec in stream_specs():
+        row = getattr(seg, spec.name, None)
+        if row is not None:
+            rec.update(spec.row_columns(row))
     if seg.scores is not None:
         rec["stress"] = _num(seg.scores.stress.value)
         rec["stress_confidence"] = seg.scores.stress.confidence
         rec["depression_probability"] = _num(seg.scores.depression.value)
         rec["depression_confidence"] = seg.scores.depression.confidence
     return rec
+
+
+def result_models() -> tuple[type[SegmentResult], type[SessionResult]]:
+    """``(SegmentResult, SessionResult)`` with one segment field per registered stream.
+
+    The classes themselves while only the built-in streams are registered; otherwise
+    subclasses whose segments carry a ``<name>: <row model> | None`` field for every stream
+    registered later.
+    """
+    extra = tuple(s for s in stream_specs() if s.name not in SegmentResult.model_fields)
+    return _extended_results(extra) if extra else (SegmentResult, SessionResult)
+
+
+@lru_cache(maxsize=16)
+def _extended_results(extra: tuple[StreamSpec, ...]
+                      ) -> tuple[type[SegmentResult], type[SessionResult]]:
+    fields: dict[str, Any] = {spec.name: (spec.row_model | None, None) for spec in extra}
+    seg_model: type[SegmentResult] = create_model(
+        "SegmentResult", __base__=SegmentResult, __module__=__name__, **fields)
+    session_model: type[SessionResult] = create_model(
+        "SessionResult", __base__=SessionResult, __module__=__name__,
+        segments=(list[seg_model], ...))  # type: ignore[valid-type]
+    return seg_model, session_model
+
+
+def _check_builtin_fields() -> None:
+    """The declared stream fields of :class:`SegmentResult` are the registry's row models."""
+    for spec in stream_specs():
+        field = SegmentResult.model_fields.get(spec.name)
+        if field is not None and field.annotation != spec.row_model | None:
+            raise TypeError(f"SegmentResult.{spec.name} is {field.annotation}, the registry "
+                            f"says {spec.row_model} | None")
+
+
+_check_builtin_fields()

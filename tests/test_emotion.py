@@ -298,7 +298,7 @@ def test_batched_equals_one_by_one(model_dirs, long_audio, which: str) -> None:
     for ra, rb in zip(a.rows, b.rows, strict=True):
         for k in ra.model_probabilities:
             assert ra.model_probabilities[k] == pytest.approx(rb.model_probabilities[k], abs=1e-4)
-    np.testing.assert_allclose(a.session["embeddings"], b.session["embeddings"], atol=1e-4)
+    np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-4)
     # how the batches were formed: no padding for the no-attention-mask model
     feats = [np.zeros(n, dtype=np.float32) for n in (16000, 24000, 16000, 16000, 32000)]
     batches = batched._batches([len(f) for f in feats])
@@ -362,7 +362,7 @@ def test_outputs_equal_straightforward_reference(model_dirs, long_audio, which: 
     got = np.array([[r.model_probabilities[k] for k in ["neu", "hap", "ang", "sad"]]
                     for r in out.rows])
     np.testing.assert_allclose(got, probs, atol=1e-5)
-    np.testing.assert_allclose(out.session["embeddings"], embs, atol=1e-5)
+    np.testing.assert_allclose(out.embeddings, embs, atol=1e-5)
 
 
 def test_one_stream_shared_by_threads_gives_each_its_own_embeddings(model_dirs,
@@ -373,10 +373,10 @@ def test_one_stream_shared_by_threads_gives_each_its_own_embeddings(model_dirs,
 
     stream = _stream(model_dirs["superb_like"], window_s=4.0, embeddings=True)
     jobs = [[Segment(t, t + 1.0 + 0.25 * k) for t in (0.0, 3.0, 7.0, 12.0)] for k in range(12)]
-    sequential = [stream.run(long_audio, segs, {}).session["embeddings"] for segs in jobs]
+    sequential = [stream.run(long_audio, segs, {}).embeddings for segs in jobs]
     with ThreadPoolExecutor(max_workers=4) as pool:
         concurrent = list(pool.map(lambda segs: stream.run(long_audio, segs, {})
-                                   .session["embeddings"], jobs))
+                                   .embeddings, jobs))
     for a, b in zip(sequential, concurrent, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -395,7 +395,7 @@ def test_int8_outputs_equal_quantize_dynamic_reference(model_dirs, long_audio) -
     got = np.array([[r.model_probabilities[k] for k in ["neu", "hap", "ang", "sad"]]
                     for r in out.rows])
     np.testing.assert_allclose(got, probs, atol=1e-5)
-    np.testing.assert_allclose(out.session["embeddings"], embs, atol=1e-5)
+    np.testing.assert_allclose(out.embeddings, embs, atol=1e-5)
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
@@ -456,7 +456,7 @@ def test_embeddings_shape_nan_rows_and_files(model_dirs, jfk_audio, tmp_path) ->
     assert [r is None for r in out.rows] == [False, True, True, False]
     assert any("too short" in w and "segment 1" in w for w in out.warnings)
     assert any("silence" in w and "segment 2" in w for w in out.warnings)
-    emb = out.session["embeddings"]
+    emb = out.embeddings
     assert emb.dtype == np.float32 and emb.shape == (4, 32)
     assert np.isnan(emb[1]).all() and np.isnan(emb[2]).all()
     assert np.isfinite(emb[0]).all() and np.isfinite(emb[3]).all()
@@ -474,12 +474,12 @@ def test_embeddings_shape_nan_rows_and_files(model_dirs, jfk_audio, tmp_path) ->
     with pytest.raises(Exception, match="shape"):
         save_embeddings(tmp_path / "bad.npy", emb[:2], segs)
     # without the switch no embeddings are returned
-    assert "embeddings" not in _stream(model_dirs["superb_like"]).run(audio, segs, {}).session
+    assert _stream(model_dirs["superb_like"]).run(audio, segs, {}).embeddings is None
 
 
 def test_empty_segment_list(model_dirs, jfk_audio) -> None:
     out = _stream(model_dirs["superb_like"], embeddings=True).run(jfk_audio, [], {})
-    assert out.rows == [] and out.session["embeddings"].shape[0] == 0
+    assert out.rows == [] and out.embeddings.shape[0] == 0
 
 
 def test_dimensional_backend_matches_model_card(model_dirs, jfk_audio) -> None:
@@ -492,7 +492,7 @@ def test_dimensional_backend_matches_model_card(model_dirs, jfk_audio) -> None:
 
     ref = _card_model_class().from_pretrained(path).eval()
     fe = Wav2Vec2FeatureExtractor.from_pretrained(path)
-    for seg, row, emb in zip(segs, out.rows, out.session["embeddings"],
+    for seg, row, emb in zip(segs, out.rows, out.embeddings,
                                   strict=True):
         x = fe(jfk_audio.crop(seg.start_s, seg.end_s), sampling_rate=SR)["input_values"][0]
         with torch.inference_mode():

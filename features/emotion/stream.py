@@ -233,7 +233,8 @@ class EmotionConfig(BaseModel):
                     "runs alone)")
     allow_pickle_weights: bool = Field(
         False, description="also load pytorch_model.bin (pickle) when no safetensors exist")
-    embeddings: bool = Field(False, description="return pooled embeddings (session output)")
+    embeddings: bool = Field(
+        False, description="return pooled embeddings (StreamOutput.embeddings)")
     quantize: bool = Field(False, description="int8 dynamic quantisation of Linear layers")
     label_map: dict[str, str] = Field(
         default_factory=dict, description="model class → canonical label, overrides the table")
@@ -751,7 +752,7 @@ class EmotionStream:
         """One :class:`EmotionMeasures` (or ``None`` with a warning) per segment, in order.
 
         Segments shorter than ``min_segment_s`` or digitally silent get ``None``. With
-        ``embeddings = true`` the pooled embeddings are in ``session["embeddings"]``
+        ``embeddings = true`` the pooled embeddings are in ``StreamOutput.embeddings``
         (float32, shape (n_segments, hidden), NaN rows where a segment has no output).
         """
         t0 = time.perf_counter()
@@ -805,11 +806,8 @@ class EmotionStream:
                 continue
             rows.append(self._row(values, n_win[k]))
             seg_emb[k] = (acc_emb[k] / weight[k]).astype(np.float32)
-        session: dict[str, Any] = {}
-        if cfg.embeddings:
-            session["embeddings"] = seg_emb
         return StreamOutput(name=self.name, provenance=self.provenance(), rows=rows,
-                            session=session, warnings=warnings,
+                            embeddings=seg_emb if cfg.embeddings else None, warnings=warnings,
                             elapsed_s=time.perf_counter() - t0)
 
 
@@ -895,7 +893,7 @@ def save_embeddings(path: str | os.PathLike[str], embeddings: np.ndarray,
     path : path
         Output file (written via a temporary file in the same folder, then renamed).
     embeddings : ndarray, shape (n_segments, hidden)
-        ``StreamOutput.session["embeddings"]``; NaN rows are kept (segment without output).
+        ``StreamOutput.embeddings``; NaN rows are kept (segment without output).
     segments : sequence of Segment
         The segments the rows belong to (same order and length).
     fmt : {"npy", "parquet"}

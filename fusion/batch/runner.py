@@ -578,9 +578,9 @@ def process_files_dataframe(
                                              else load_config())
     if analyzer is not None and analyzer.streams is not None:
         # an Analyzer restricted to some streams: the workers run the same ones
-        from fusion.engine.analyzer import STREAM_REGISTRY
+        from features.registry import stream_names
 
-        off = {f"{name}.enabled": False for name in STREAM_REGISTRY
+        off = {f"{name}.enabled": False for name in stream_names()
                if name not in analyzer.streams}
         cfg = cfg.with_overrides(off) if off else cfg
     if num_workers == 1 and engine == "local" and analyzer is not None:

@@ -6,16 +6,22 @@ Examples
 >>> analyzer = Analyzer().load()                       # doctest: +SKIP
 >>> result = analyzer.process_file("examples/jfk.flac")  # doctest: +SKIP
 >>> result.to_dataframe().head()                        # doctest: +SKIP
+
+An Analyzer keeps no per-file state: :meth:`Analyzer.run_file` returns an
+:class:`AnalysisRun` (the result, the embeddings and the stage timings of that call), so one
+Analyzer serves many threads (the HTTP server does).
 """
 
 from __future__ import annotations
 
-import importlib
+import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,10 +30,11 @@ import numpy as np
 
 from features.audio.load import Audio, audio_from_signal, load_audio
 from features.errors import ModelUnavailable, ParameterError
+from features.registry import stream_names, stream_spec, stream_specs
 from features.segments.vad import Segment, SegmentsConfig, SileroVAD, segment_audio
 from features.stream import Provenance, Stream, StreamOutput, StreamStatus
 from fusion._version import package_version
-from fusion.config import Config, load_config
+from fusion.config import Config, config_model, load_config
 from fusion.schema import (
     FusionInfo,
     SegmentResult,
@@ -35,21 +42,34 @@ from fusion.schema import (
     SessionStatus,
     SourceInfo,
     StreamInfo,
+    result_models,
 )
 from fusion.scoring.summary import session_summary
 
-__all__ = ["Analyzer", "analyze", "STREAM_REGISTRY"]
+__all__ = ["Analyzer", "AnalysisRun", "analyze"]
 
 log = logging.getLogger("vocalfusion")
 
-#: allow-list of streams: config section name → (module, class). Nothing else is ever imported
-#: on behalf of a config file.
-STREAM_REGISTRY: dict[str, tuple[str, str]] = {
-    "prosody": ("features.prosody.stream", "ProsodyStream"),
-    "emotion": ("features.emotion.stream", "EmotionStream"),
-    "transcript": ("features.transcript.stream", "TranscriptStream"),
-    "sentiment": ("features.sentiment.stream", "SentimentStream"),
-}
+
+@dataclass(frozen=True)
+class AnalysisRun:
+    """One analysis call's outputs: what belongs to this file and to no other call.
+
+    Attributes
+    ----------
+    result : SessionResult
+        The JSON-ready result.
+    embeddings : dict of str to ndarray
+        Per-segment embeddings by stream (e.g. ``"emotion"``: shape (n_segments, dim), NaN
+        rows where a segment has none); only streams that made embeddings appear.
+    timings : dict of str to float
+        Wall-clock seconds per stage: ``decode`` (files only), ``segments``, ``streams``,
+        ``stream:<name>``, ``fusion``, ``total``.
+    """
+
+    result: SessionResult
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _restore_torch_threads(n: int) -> None:
@@ -81,18 +101,17 @@ class Analyzer:
         self._streams: dict[str, Stream] = {}
         self._unavailable: dict[str, StreamInfo] = {}
         self._vad: SileroVAD | None = None
+        self._vad_lock = threading.Lock()
         self._fuser: Any = None
-        #: emotion embeddings (n_segments, dim) of the last processed file, or None
-        self.last_embeddings: np.ndarray | None = None
-        #: wall-clock seconds per stage of the last processed file (decode, segments, streams,
-        #: fusion, total); read by benchmarks/pipeline.py
-        self.last_timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ loading
     @property
     def config_(self) -> Config:
         if self.config is None:
             self.config = load_config()
+        elif not isinstance(self.config, config_model()):
+            # a Config made before a stream was registered: add that stream's default section
+            self.config = config_model().model_validate(self.config.to_dict())
         return self.config
 
     def load(self) -> Analyzer:
@@ -101,23 +120,23 @@ class Analyzer:
             return self
         cfg = self.config_
         if self.streams is not None:
-            unknown = [s for s in self.streams if s not in STREAM_REGISTRY]
+            unknown = [s for s in self.streams if s not in stream_names()]
             if unknown:
                 raise ParameterError(f"unknown stream(s) {unknown}; valid: "
-                                     f"{', '.join(STREAM_REGISTRY)}")
+                                     f"{', '.join(stream_names())}")
         if cfg.runtime.offline:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         n_threads = cfg.runtime.num_threads
-        for name, (module_name, class_name) in STREAM_REGISTRY.items():
-            section = getattr(cfg, name)
+        for spec in stream_specs():
+            name = spec.name
+            section = cfg.stream_section(name)
             if self.streams is not None and name not in self.streams:
                 continue
-            if not section.enabled:
+            if not getattr(section, "enabled", False):
                 self._unavailable[name] = StreamInfo(
                     status=StreamStatus.SKIPPED, reason=f"disabled in config ({name}.enabled)")
                 continue
-            stream_cls = getattr(importlib.import_module(module_name), class_name)
-            stream = stream_cls(section, num_threads=n_threads)
+            stream = spec.create(section, num_threads=n_threads)
             t0 = time.perf_counter()
             try:
                 stream.load()
@@ -138,7 +157,7 @@ class Analyzer:
             self._streams[name] = stream
         # a stream whose requirement is unavailable is skipped with that reason
         for name, stream in list(self._streams.items()):
-            missing = [r for r in getattr(stream, "requires", ()) if r not in self._streams]
+            missing = [r for r in stream_spec(name).requires if r not in self._streams]
             if missing:
                 del self._streams[name]
                 self._unavailable[name] = StreamInfo(
@@ -158,13 +177,17 @@ class Analyzer:
     # ------------------------------------------------------------------ processing
     def process_file(self, path: str | os.PathLike[str]) -> SessionResult:
         """Analyse one audio file (any common format). Raises an ``AudioError`` for bad input."""
+        return self.run_file(path).result
+
+    def run_file(self, path: str | os.PathLike[str]) -> AnalysisRun:
+        """:meth:`process_file`, returning the result with this call's embeddings and timings."""
         t0 = time.perf_counter()
         audio = self.read_audio(path)
         decode_s = time.perf_counter() - t0
-        result = self.process_audio(audio)
-        self.last_timings = {"decode": decode_s, **self.last_timings,
-                             "total": self.last_timings.get("total", 0.0) + decode_s}
-        return result
+        run = self.run_audio(audio)
+        timings = {"decode": decode_s, **run.timings,
+                   "total": run.timings.get("total", 0.0) + decode_s}
+        return AnalysisRun(result=run.result, embeddings=run.embeddings, timings=timings)
 
     def read_audio(self, path: str | os.PathLike[str], *, isolate: bool = False) -> Audio:
         """Decode ``path`` under this config's limits, exactly as :meth:`process_file` does."""
@@ -174,9 +197,13 @@ class Analyzer:
 
     def process_signal(self, y: np.ndarray, sr: int, *, name: str = "<signal>") -> SessionResult:
         """Analyse an in-memory signal of shape (n,) or (n, channels) at ``sr`` Hz."""
+        return self.run_signal(y, sr, name=name).result
+
+    def run_signal(self, y: np.ndarray, sr: int, *, name: str = "<signal>") -> AnalysisRun:
+        """:meth:`process_signal`, returning the result with embeddings and timings."""
         audio = audio_from_signal(y, sr, name=name,
                                   max_duration_s=self.config_.audio.max_duration_s)
-        return self.process_audio(audio)
+        return self.run_audio(audio)
 
     def stream_infos(self) -> dict[str, StreamInfo]:
         """Status and provenance of every configured stream after :meth:`load`."""
@@ -184,7 +211,7 @@ class Analyzer:
         infos = dict(self._unavailable)
         for name, stream in self._streams.items():
             infos[name] = StreamInfo(status=StreamStatus.OK, provenance=_safe_provenance(stream))
-        return {k: infos[k] for k in STREAM_REGISTRY if k in infos}
+        return {k: infos[k] for k in stream_names() if k in infos}
 
     def fusion_info(self) -> FusionInfo | None:
         """The loaded fusion model's name and calibration status (``None``: fusion disabled)."""
@@ -198,6 +225,11 @@ class Analyzer:
         ``segments`` replaces the configured segmentation for this call only (the models are
         shared); the result's ``config`` and ``config_hash`` record what was used.
         """
+        return self.run_audio(audio, segments=segments).result
+
+    def run_audio(self, audio: Audio, *, segments: SegmentsConfig | None = None) -> AnalysisRun:
+        """:meth:`process_audio`, returning the result with this call's embeddings and
+        timings (nothing is kept on the Analyzer, so concurrent calls do not mix)."""
         self.load()
         cfg = self.config_
         if segments is not None and segments != cfg.segments:
@@ -209,12 +241,13 @@ class Analyzer:
         insufficient = speech_s < cfg.audio.min_speech_s
         outputs = self._run_streams(audio, segments_)
         t_streams = time.perf_counter()
-        emotion_out = outputs.get("emotion")
-        self.last_embeddings = emotion_out.session.get("embeddings") if emotion_out else None
-        seg_results = _assemble(segments_, outputs)
+        embeddings = {name: out.embeddings for name, out in outputs.items()
+                      if out.embeddings is not None}
+        segment_model, session_model = result_models()
+        seg_results = _assemble(segments_, outputs, segment_model)
         stream_infos = {**self._unavailable,
                         **{name: _stream_info(out) for name, out in outputs.items()}}
-        stream_infos = {k: stream_infos[k] for k in STREAM_REGISTRY if k in stream_infos}
+        stream_infos = {k: stream_infos[k] for k in stream_names() if k in stream_infos}
         warnings = list(audio.warnings)
         for name, out in outputs.items():
             warnings.extend(f"{name}: {w}" for w in out.warnings)
@@ -229,9 +262,9 @@ class Analyzer:
             fusion_info = self._fuser.info()
         else:
             summary = session_summary(seg_results, threshold=cfg.fusion.threshold,
-                                      streams=list(STREAM_REGISTRY), scored=False)
+                                      streams=list(stream_names()), scored=False)
         t_end = time.perf_counter()
-        self.last_timings = {
+        timings = {
             "segments": t_segments - t_start,
             "streams": t_streams - t_segments,
             **{f"stream:{n}": float(o.elapsed_s or 0.0) for n, o in outputs.items()},
@@ -239,7 +272,7 @@ class Analyzer:
             "total": t_end - t_start,
         }
         src = audio.source
-        return SessionResult(
+        result = session_model(
             package_version=package_version(),
             analysed_at=datetime.now(UTC),
             status=SessionStatus.INSUFFICIENT_SPEECH if insufficient else SessionStatus.OK,
@@ -255,21 +288,24 @@ class Analyzer:
             config_hash=cfg.config_hash(),
             warnings=warnings,
         )
+        return AnalysisRun(result=result, embeddings=embeddings, timings=timings)
 
     def segment(self, audio: Audio, config: SegmentsConfig | None = None) -> list[Segment]:
         """Segments of ``audio`` under ``config`` (default: the configured policy)."""
         cfg = config or self.config_.segments
         if cfg.policy == "vad" and self._vad is None:
-            self._vad = SileroVAD(num_threads=1).load()
+            with self._vad_lock:  # concurrent requests load the VAD once
+                if self._vad is None:
+                    self._vad = SileroVAD(num_threads=1).load()
         return segment_audio(audio.y, audio.sr, cfg, vad=self._vad)
 
-    def _run_streams(self, audio: Audio, segments: list[Segment]) -> dict[str, StreamOutput]:
-        outputs: dict[str, StreamOutput] = {}
+    def _run_streams(self, audio: Audio, segments: list[Segment]
+                     ) -> dict[str, StreamOutput[Any]]:
+        outputs: dict[str, StreamOutput[Any]] = {}
         pending = dict(self._streams)
         parallel = self.config_.runtime.parallel_streams
         while pending:
-            ready = [n for n, s in pending.items()
-                     if all(r in outputs for r in getattr(s, "requires", ()))]
+            ready = [n for n in pending if all(r in outputs for r in stream_spec(n).requires)]
             if not ready:  # unreachable: requirements were checked in load()
                 raise RuntimeError(f"stream dependency cycle among {list(pending)}")
             if parallel and len(ready) > 1:
@@ -288,7 +324,7 @@ class Analyzer:
 
     @staticmethod
     def _run_one(stream: Stream, audio: Audio, segments: list[Segment],
-                 context: dict[str, StreamOutput]) -> StreamOutput:
+                 context: dict[str, StreamOutput[Any]]) -> StreamOutput[Any]:
         t0 = time.perf_counter()
         try:
             out = stream.run(audio, segments, dict(context))
@@ -333,7 +369,7 @@ def _safe_provenance(stream: Any) -> Provenance | None:
         return None
 
 
-def _stream_info(out: StreamOutput) -> StreamInfo:
+def _stream_info(out: StreamOutput[Any]) -> StreamInfo:
     session = {k: v for k, v in out.session.items() if _jsonable(v)}
     return StreamInfo(status=out.status, reason=out.reason, provenance=out.provenance,
                       warnings=list(out.warnings), elapsed_s=out.elapsed_s, session=session)
@@ -343,15 +379,15 @@ def _jsonable(v: Any) -> bool:
     return isinstance(v, (str, int, float, bool, type(None), list, dict))
 
 
-def _assemble(segments: Sequence[Segment],
-              outputs: dict[str, StreamOutput]) -> list[SegmentResult]:
+def _assemble(segments: Sequence[Segment], outputs: dict[str, StreamOutput[Any]],
+              model: type[SegmentResult] = SegmentResult) -> list[SegmentResult]:
     results = []
     for i, seg in enumerate(segments):
         fields: dict[str, Any] = {}
         for name, out in outputs.items():
-            if name in SegmentResult.model_fields:
+            if name in model.model_fields:
                 fields[name] = out.rows[i]
-        results.append(SegmentResult(index=i, start_s=seg.start_s, end_s=seg.end_s, **fields))
+        results.append(model(index=i, start_s=seg.start_s, end_s=seg.end_s, **fields))
     return results
 
 
@@ -386,7 +422,9 @@ def analyze(
     cfg = config if isinstance(config, Config) else load_config(config)
     if overrides:
         cfg = cfg.with_overrides(overrides)
-    key = cfg.config_hash()
+    # the whole config, speed-only settings included: an Analyzer built for other threads
+    # must not be reused
+    key = json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
     analyzer = _ANALYZERS.get(key)
     if analyzer is None:
         _ANALYZERS.clear()  # keep at most one set of loaded models per process

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from features.errors import ModelUnavailable, ParameterError
+from features.registry import stream_specs
 from features.sources import ModelStatus, _looks_like_path, download_model, resolve_model
 from fusion.config import Config
 
@@ -28,45 +29,15 @@ MODEL_STREAMS = ("segments", "prosody", "emotion", "transcript", "sentiment")
 # --------------------------------------------------------------------------------------------
 
 def _config_models(config: Config) -> list[tuple[str, str, dict[str, Any]]]:
-    """(stream, spec, resolve kwargs) for every model the config would load."""
+    """(stream, spec, resolve kwargs) for every model the config would load: the VAD, then
+    what each registered stream's spec says its section needs."""
     items: list[tuple[str, str, dict[str, Any]]] = []
     if config.segments.policy == "vad":
         items.append(("segments", "bundled:silero-vad", {"kind": "onnx"}))
-    if config.prosody.enabled:
-        items.append(("prosody", "builtin:praat", {}))
-    em = config.emotion
-    if em.enabled:
-        items.append(("emotion", em.model, {
-            "kind": "transformers", "revision": em.revision,
-            "allow_pickle": em.allow_pickle_weights, "setting": "emotion.model"}))
-    tr = config.transcript
-    if tr.enabled:
-        if tr.backend == "openai-whisper":
-            items.append(("transcript", tr.model, {"kind": "openai-whisper"}))
-        else:
-            items.append(("transcript", tr.model, {
-                "kind": "faster-whisper", "revision": getattr(tr, "revision", None),
-                "setting": "transcript.model"}))
-    se = config.sentiment
-    if se.enabled:
-        if se.backend == "vader":
-            items.append(("sentiment", "bundled:vader", {"kind": "lexicon"}))
-        else:
-            spec = se.model or _default_sentiment_model()
-            items.append(("sentiment", spec or "", {
-                "kind": "transformers", "revision": getattr(se, "revision", None),
-                "allow_pickle": bool(getattr(se, "allow_pickle_weights", False)),
-                "setting": "sentiment.model"}))
+    for spec in stream_specs():
+        for need in spec.model_needs(config.stream_section(spec.name)):
+            items.append((spec.name, need.spec, need.kwargs))
     return items
-
-
-def _default_sentiment_model() -> str | None:
-    try:  # the sentiment module's own default, when it declares one
-        from features.sentiment import stream as sentiment
-
-        return getattr(sentiment, "DEFAULT_TRANSFORMER_MODEL", None)
-    except Exception:  # pragma: no cover
-        return None
 
 
 def _status_builtin(stream: str, spec: str) -> ModelStatus:

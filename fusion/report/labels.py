@@ -10,9 +10,12 @@ import json
 import math
 from typing import Any
 
+from features.registry import stream_specs
+
 __all__ = [
     "STREAM_TITLES",
     "STREAM_SHORT",
+    "stream_titles",
     "MEASURE_LABELS",
     "CONTRIBUTION_TITLES",
     "measure_label",
@@ -22,14 +25,15 @@ __all__ = [
     "json_number",
 ]
 
-STREAM_TITLES = {
-    "prosody": "Prosody",
-    "emotion": "Acoustic emotion",
-    "transcript": "Transcript",
-    "sentiment": "Text sentiment",
-}
-STREAM_SHORT = {"prosody": "Prosody", "emotion": "Emotion", "transcript": "Transcript",
-                "sentiment": "Sentiment"}
+def stream_titles() -> dict[str, tuple[str, str]]:
+    """Registered stream → (title, short title), in registry order (read on every call, so a
+    stream registered after import is shown too)."""
+    return {spec.name: (spec.title, spec.short_title) for spec in stream_specs()}
+
+
+#: the streams' report titles as registered at import (see :func:`stream_titles`)
+STREAM_TITLES = {name: t for name, (t, _) in stream_titles().items()}
+STREAM_SHORT = {name: short for name, (_, short) in stream_titles().items()}
 
 #: column key → plain name (units stay in the key, which the table shows beside the name)
 MEASURE_LABELS: dict[str, str] = {

@@ -48,13 +48,12 @@ from fusion.report.charts import (
 )
 from fusion.report.labels import (
     CONTRIBUTION_TITLES,
-    STREAM_SHORT,
-    STREAM_TITLES,
     display_number,
     feature_label,
     feature_label_parts,
     json_number,
     measure_label,
+    stream_titles,
 )
 from fusion.schema import ScoreDetail, ScoreSummary, SegmentResult, SessionResult
 
@@ -267,22 +266,23 @@ def _shorten(text: str | None, limit: int = 160) -> str | None:
 
 def _streams(r: SessionResult) -> list[dict[str, Any]]:
     cov = r.summary.coverage if r.summary else {}
-    names = list(STREAM_TITLES) + [n for n in r.streams if n not in STREAM_TITLES]
+    titles = stream_titles()
+    names = list(titles) + [n for n in r.streams if n not in titles]
     out: list[dict[str, Any]] = []
     for name in names:
         info = r.streams.get(name)
         if info is None:
-            if name not in STREAM_TITLES:
+            if name not in titles:
                 continue
-            out.append({"name": name, "title": STREAM_TITLES[name],
-                        "short": STREAM_SHORT[name], "status": "absent",
+            out.append({"name": name, "title": titles[name][0],
+                        "short": titles[name][1], "status": "absent",
                         "reason": "not run (no record of this stream in the result)",
                         "reason_short": None,
                         "model": "", "prov": None, "warnings": [], "elapsed_s": None,
                         "coverage": cov.get(name)})
             continue
-        out.append({"name": name, "title": STREAM_TITLES.get(name, name),
-                    "short": STREAM_SHORT.get(name, name),
+        out.append({"name": name, "title": titles.get(name, (name, name))[0],
+                    "short": titles.get(name, (name, name))[1],
                     "status": str(info.status), "reason": info.reason,
                     "reason_short": _shorten(info.reason),
                     "model": _model_text(info.provenance), "prov": info.provenance,
@@ -323,7 +323,7 @@ def _coverage_extra(r: SessionResult) -> list[dict[str, Any]]:
     """Coverage of fusion groups that are not streams (e.g. ``lexical`` word-use rates)."""
     cov = r.summary.coverage if r.summary else {}
     return [{"name": k, "short": CONTRIBUTION_TITLES.get(k, k), "coverage": v}
-            for k, v in cov.items() if k not in r.streams and k not in STREAM_TITLES]
+            for k, v in cov.items() if k not in r.streams and k not in stream_titles()]
 
 
 def _no_scores_reason(r: SessionResult) -> str | None:

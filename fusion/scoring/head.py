@@ -50,6 +50,8 @@ from fusion.scoring.calibration import Calibrator, calibrator_from_dict, logit, 
 from fusion.scoring.vector import FEATURES, FUSION_STREAMS, split_fused_name
 
 __all__ = [
+    "standardise",
+    "linear_scores",
     "TARGETS",
     "PRIOR_CALIBRATION_STATUS",
     "ConfidenceSettings",
@@ -74,6 +76,25 @@ class ConfidenceSettings(BaseModel):
     full_duration_s: float = Field(gt=0)
     full_voiced_fraction: float = Field(gt=0, le=1)
     rule: str = ""
+
+
+# ------------------------------------------------------------------------- the scoring rule
+def standardise(x: np.ndarray | float, center: np.ndarray | float, scale: np.ndarray | float,
+                z_clip: float) -> np.ndarray:
+    """``clip((x - center) / scale, ±z_clip)``; a missing (non-finite) value becomes 0.
+
+    The one standardisation rule of scoring (:class:`LinearHead`) and training
+    (:class:`fusion.training.estimator.FusionModel`), so both see the same numbers.
+    """
+    with np.errstate(invalid="ignore"):
+        z = (np.asarray(x, dtype=float) - center) / scale
+    return np.where(np.isfinite(z), np.clip(z, -z_clip, z_clip), 0.0)
+
+
+def linear_scores(X: np.ndarray, center: np.ndarray, scale: np.ndarray, coef: np.ndarray,
+                  intercept: float, z_clip: float) -> np.ndarray:
+    """``intercept + standardise(X) @ coef`` for a matrix ``X`` (rows × used features)."""
+    return intercept + standardise(X, center, scale, z_clip) @ coef
 
 
 # ------------------------------------------------------------------------- scoring head
@@ -132,8 +153,8 @@ class LinearHead:
         return float(sum(abs(w) for w in self.weights.values()))
 
     def _standardised(self, name: str, x: float) -> float:
-        z = (x - self.center.get(name, 0.0)) / self.scale.get(name, 1.0)
-        return float(min(max(z, -self.z_clip), self.z_clip))
+        return float(standardise(x, self.center.get(name, 0.0), self.scale.get(name, 1.0),
+                                 self.z_clip))
 
     def linear(self, x: Mapping[str, float | None]) -> tuple[float, dict[str, float], float]:
         """``(b_0 + Σ present w_j t_j, {feature: w_j t_j}, present |w| fraction)``.

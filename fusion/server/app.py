@@ -229,7 +229,6 @@ class _ServerState:
                                    max_parts=settings.max_parts,
                                    timeout_s=settings.upload_timeout_s)
         self.analyzer = analyzer
-        self.vad: Any = None
         self.ready = False
         self.load_failed = False
         self.models: ModelsResponse | None = None
@@ -247,12 +246,6 @@ class _ServerState:
             else:
                 self.config = self.analyzer.config_
             self.analyzer.load()
-            try:
-                from features.segments.vad import SileroVAD
-
-                self.vad = SileroVAD(num_threads=1).load()
-            except ModelUnavailable as exc:  # 'vad' requests will say so
-                log.warning("Silero VAD unavailable: %s", exc)
             self.models = ModelsResponse(
                 package_version=package_version(), config_hash=self.config.config_hash(),
                 segment_policy=self.config.segments.policy,

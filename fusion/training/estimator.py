@@ -12,7 +12,7 @@ import numpy as np
 from features.errors import ConfigError, ParameterError
 from fusion._jsonio import read_json_file
 from fusion.scoring.calibration import Calibrator, logit, make_calibrator, sigmoid
-from fusion.scoring.head import MODEL_FORMAT, HeadKind, LinearHead
+from fusion.scoring.head import MODEL_FORMAT, HeadKind, LinearHead, linear_scores, standardise
 from fusion.scoring.vector import split_fused_name
 from fusion.training.evaluation import binary_metrics, regression_metrics
 
@@ -185,8 +185,7 @@ class FusionModel:
         s = np.asarray(scales)
         T = np.zeros((M.shape[0], len(used)))
         if used:
-            Z = (M[:, used] - c) / s
-            T = np.where(np.isfinite(Z), np.clip(Z, -self.z_clip, self.z_clip), 0.0)
+            T = standardise(M[:, used], c, s, self.z_clip)
         if self.kind == "logistic":
             from sklearn.linear_model import LogisticRegression
 
@@ -217,9 +216,8 @@ class FusionModel:
         idx = [names.index(n) for n in fit["used"]]
         if not idx:
             return np.full(M.shape[0], fit["intercept"], dtype=float)
-        Z = (M[:, idx] - fit["center"]) / fit["scale"]
-        T = np.where(np.isfinite(Z), np.clip(Z, -z_clip, z_clip), 0.0)
-        return fit["intercept"] + T @ fit["coef"]
+        return linear_scores(M[:, idx], fit["center"], fit["scale"], fit["coef"],
+                             fit["intercept"], z_clip)
 
     def fit(self, X: Any, y: Any, groups: Any = None,
             sample_weight: Any = None) -> FusionModel:

@@ -133,14 +133,16 @@ def run(args: argparse.Namespace) -> int:
     for path, file_stem in iter_unique_stems(files):
         stem = _stem(path, file_stem)
         try:
-            result = analyzer.process_file(path)
+            run_ = analyzer.run_file(path)
+            result = run_.result
         except AudioError as exc:
             failed += 1
             err_console.print(f"[red]error:[/] {escape(str(exc))}")
             continue
         written = write_result(result, args.out, stem, args.format)
         if args.embeddings:
-            written.extend(_write_embeddings(analyzer, result, args.out, stem, args.embeddings))
+            written.extend(_write_embeddings(run_.embeddings.get("emotion"), result, args.out,
+                                             stem, args.embeddings))
         if not args.quiet:
             print_session(result)
             console.print("  wrote " + ", ".join(escape(str(p)) for p in written) + "\n")
@@ -149,9 +151,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _write_embeddings(analyzer: Any, result: SessionResult, out_dir: Path, stem: str,
+def _write_embeddings(emb: Any, result: SessionResult, out_dir: Path, stem: str,
                       fmt: Literal["npy", "parquet"]) -> list[Path]:
-    emb = analyzer.last_embeddings
     if emb is None:
         err_console.print("[yellow]warning:[/] no embeddings: the emotion stream did not run")
         return []
