@@ -784,6 +784,17 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 # ------------------------------------------------------------------------------------ running
+def uvicorn_config(app: Any, settings: ServerSettings, *, max_connections: int = 128) -> Any:
+    """The :class:`uvicorn.Config` that :func:`run_server` serves ``app`` with."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                          access_log=False, server_header=False, proxy_headers=False,
+                          limit_concurrency=max_connections, timeout_keep_alive=5,
+                          timeout_graceful_shutdown=30, h11_max_incomplete_event_size=16 * 1024,
+                          http="h11", lifespan="on")
+
+
 def run_server(config: Config | None = None, settings: ServerSettings | None = None, *,
                max_connections: int = 128) -> None:
     """Serve with uvicorn (one process: models are loaded once), after the bind safety check.
@@ -795,7 +806,4 @@ def run_server(config: Config | None = None, settings: ServerSettings | None = N
     settings = settings or ServerSettings()
     check_bind_safety(settings)
     app = create_app(config, settings=settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
-                access_log=False, server_header=False, proxy_headers=False,
-                limit_concurrency=max_connections, timeout_keep_alive=5,
-                timeout_graceful_shutdown=30, h11_max_incomplete_event_size=16 * 1024)
+    uvicorn.Server(uvicorn_config(app, settings, max_connections=max_connections)).run()
