@@ -36,7 +36,7 @@ LIGHT = {"transcript.enabled": False, "emotion.enabled": False, "sentiment.enabl
 BOUNDARY = b"vf-hardening-boundary-3d9a"
 CTYPE = b"multipart/form-data; boundary=" + BOUNDARY
 KEY = "k" * 8 + "-hardening-key-0123456789"
-ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{8,}")
 
 
 # ------------------------------------------------------------------------------------ helpers
