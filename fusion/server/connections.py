@@ -147,6 +147,14 @@ def guarded_h11_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol]:
             super().data_received(data)
             self._note_request()
 
+        def handle_websocket_upgrade(self, event: Any) -> None:
+            # the socket now belongs to the WebSocket protocol (its own ping/close timeouts):
+            # stop the head timer and leave the guard's books, which count HTTP connections
+            self._cancel_timer()
+            self.idle_since = None
+            guard.forget(self)
+            super().handle_websocket_upgrade(event)
+
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self._note_request():  # no pipelined request began: wait for the next head
