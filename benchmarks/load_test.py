@@ -166,9 +166,10 @@ def _edge_checks(port: int, audio: bytes, limit_bytes: int) -> list[str]:
     ctype = b"multipart/form-data; boundary=" + boundary
     big = b"\x00" * (limit_bytes + 256 * 1024)
     cases = {
-        "honest Content-Length": (b"POST /v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + ctype
-                                  + b"\r\nContent-Length: " + str(len(part_head) + len(big))
-                                  .encode() + b"\r\n\r\n", [part_head]),
+        "honest Content-Length": (b"POST /v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                  b"Content-Type: " + ctype + b"\r\nContent-Length: "
+                                  + str(len(part_head) + len(big)).encode() + b"\r\n\r\n",
+                                  [part_head]),
         "chunked": (b"POST /v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + ctype
                     + b"\r\nTransfer-Encoding: chunked\r\n\r\n",
                     [b"%x\r\n%s\r\n" % (len(c), c) for c in
