@@ -354,6 +354,43 @@ def test_cli_flags_for_allowed_hosts_and_origins() -> None:
         ServerSettings(allowed_hosts=["bad host/"])
 
 
+def test_origin_policy_unit() -> None:
+    """The one check that HTTP routes and the WebSocket handshake share, on raw headers."""
+    from fusion.server.api_models import APIError
+    from fusion.server.origin import OriginPolicy, check_host_and_origin
+
+    def verdict(policy: OriginPolicy, **headers: str) -> int:
+        try:
+            check_host_and_origin([(k.encode(), v.encode()) for k, v in headers.items()],
+                                  policy)
+        except APIError as exc:
+            return exc.status_code
+        return 200
+
+    keyless = OriginPolicy.build(bound_host="127.0.0.1", allowed_hosts=None,
+                                 allowed_origins=None, has_api_key=False)
+    assert verdict(keyless, host="127.0.0.1:8000") == 200
+    assert verdict(keyless) == 200  # no Host (HTTP/1.0): no browser sends that
+    assert verdict(keyless, host="evil.example:8000") == 400
+    assert verdict(keyless, host="localhost:8000", origin="http://localhost:8000") == 200
+    assert verdict(keyless, host="localhost:8000", origin="http://evil.example") == 403
+    assert verdict(keyless, host="localhost:8000", origin="HTTP://LOCALHOST:3000") == 200
+    # "*" hosts: a rebound name is not its own trusted origin
+    anyhost = OriginPolicy.build(bound_host="127.0.0.1", allowed_hosts=["*"],
+                                 allowed_origins=None, has_api_key=False)
+    assert verdict(anyhost, host="evil.example:8000") == 200
+    assert verdict(anyhost, host="evil.example:8000", origin="http://evil.example:8000") == 403
+    named = OriginPolicy.build(bound_host="0.0.0.0", allowed_hosts=["vf.lab.example"],  # noqa: S104
+                               allowed_origins=["https://app.lab.example:*"], has_api_key=True)
+    assert "0.0.0.0" not in named.hosts  # noqa: S104 - a bind-all address names no host
+    assert verdict(named, host="vf.lab.example", origin="http://vf.lab.example") == 200
+    assert verdict(named, host="vf.lab.example", origin="https://app.lab.example:9") == 200
+    assert verdict(named, host="vf.lab.example", origin="https://evil.example") == 403
+    keyed = OriginPolicy.build(bound_host="0.0.0.0", allowed_hosts=None,  # noqa: S104
+                               allowed_origins=None, has_api_key=True)
+    assert verdict(keyed, host="anything.example", origin="https://evil.example") == 200
+
+
 # ------------------------------------------------------------------------------------ jobs
 def test_job_results_live_until_expires_at(default_server: Served) -> None:
     """A full job store refuses new jobs (429) rather than evicting a result before its

@@ -10,9 +10,10 @@ WebSocket endpoint (on its handshake scope) make the same decision:
 * ``Host`` must name an allowed host (the port is not compared): the loopback names
   ``localhost``, ``127.0.0.1``, ``[::1]``, the host the server is bound to, and
   ``allowed_hosts``; otherwise 400 ``invalid_host``;
-* ``Origin``, when sent, must be the request's own origin (same host and port as ``Host``), a
-  loopback origin (``http(s)://localhost|127.0.0.1|[::1]`` on any port) or one of
-  ``allowed_origins``; ``Origin: null`` (sandboxed frames, ``file://``) is refused; otherwise
+* ``Origin``, when sent, must be the request's own origin (same host and port as ``Host``,
+  with the host named in the list, not merely allowed by ``*``), a loopback origin
+  (``http(s)://localhost|127.0.0.1|[::1]`` on any port) or one of ``allowed_origins``;
+  ``Origin: null`` (sandboxed frames, ``file://``) is refused; otherwise
   403 ``forbidden_origin``.
 
 A server with an API key checks neither unless ``allowed_hosts`` / ``allowed_origins`` is set:
@@ -152,7 +153,9 @@ class OriginPolicy:
 
     def origin_allowed(self, origin: tuple[str, str, str], own_host: str | None) -> bool:
         scheme, host, port = origin
-        if own_host is not None:  # the request's own origin is never cross-site
+        if own_host is not None and host in self.hosts:
+            # the request's own origin is not cross-site, if its host is named (not via "*":
+            # with any Host allowed, a rebound name would otherwise pass as its own origin)
             own = f"{host}:{port}" if port else host
             if own == own_host or (not port and own_host == f"{host}:{_DEFAULT_PORT[scheme]}"):
                 return True
