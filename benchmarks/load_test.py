@@ -166,10 +166,11 @@ def _edge_checks(port: int, audio: bytes, limit_bytes: int) -> list[str]:
     ctype = b"multipart/form-data; boundary=" + boundary
     big = b"\x00" * (limit_bytes + 256 * 1024)
     cases = {
-        "honest Content-Length": (b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: " + ctype
-                                  + b"\r\nContent-Length: " + str(len(part_head) + len(big))
-                                  .encode() + b"\r\n\r\n", [part_head]),
-        "chunked": (b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: " + ctype
+        "honest Content-Length": (b"POST /v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                  b"Content-Type: " + ctype + b"\r\nContent-Length: "
+                                  + str(len(part_head) + len(big)).encode() + b"\r\n\r\n",
+                                  [part_head]),
+        "chunked": (b"POST /v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + ctype
                     + b"\r\nTransfer-Encoding: chunked\r\n\r\n",
                     [b"%x\r\n%s\r\n" % (len(c), c) for c in
                      [part_head] + [big[i:i + 65536] for i in range(0, len(big), 65536)]]),
@@ -185,7 +186,7 @@ def _edge_checks(port: int, audio: bytes, limit_bytes: int) -> list[str]:
     # lying Content-Length: claims 1 KiB, sends more. HTTP/1.1 framing (h11) reads exactly the
     # declared bytes, so the app sees a 1 KiB body (a malformed multipart: 400) and the extra
     # bytes are never read as this request's body.
-    head = (b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: " + ctype
+    head = (b"POST /v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + ctype
             + b"\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n")
     resp = _raw_request(port, head, [part_head, big[:200_000]])
     status = resp.split(b" ", 2)[1] if resp.startswith(b"HTTP/1.1") else b"?"
@@ -199,7 +200,7 @@ def _cancel_uploads(port: int, audio: bytes, n: int) -> None:
     boundary = b"cancelboundary"
     body = (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; '
             b'filename="c.wav"\r\n\r\n' + audio + b"\r\n--" + boundary + b"--\r\n")
-    head = (b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+    head = (b"POST /v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
             b"boundary=" + boundary + b"\r\nContent-Length: " + str(len(body)).encode()
             + b"\r\n\r\n")
     for _ in range(n):  # half the body, then the client hangs up

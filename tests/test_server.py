@@ -39,6 +39,8 @@ LOOPBACK = ("127.0.0.1", 50000)
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - only ever passed to the refusal checks
 LIGHT = {"transcript.enabled": False, "emotion.enabled": False, "sentiment.enabled": False}
 BOUNDARY = b"vf-test-boundary-7c1e"
+#: a Host a keyless server answers to (the TestClient default, "testserver", is foreign)
+LOCAL = "http://127.0.0.1"
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -177,7 +179,7 @@ def app(temp_parent: Path):
 
 @pytest.fixture(scope="module")
 def client(app) -> Iterator[TestClient]:
-    with TestClient(app, client=LOOPBACK) as c:
+    with TestClient(app, base_url=LOCAL, client=LOOPBACK) as c:
         yield c
 
 
@@ -378,7 +380,7 @@ def test_wrong_content_type_and_missing_file(client: TestClient, tone_bytes: byt
 def test_duration_limit(tmp_path: Path, jfk_bytes: bytes) -> None:
     settings = ServerSettings(temp_dir=tmp_path, max_duration_s=5.0, job_max_duration_s=60.0)
     app = create_app(light_config(), settings=settings)
-    with TestClient(app, client=LOOPBACK) as c:
+    with TestClient(app, base_url=LOCAL, client=LOOPBACK) as c:
         r = c.post("/v1/analyze", files={"file": ("long.flac", jfk_bytes)})
         assert r.status_code == 413
         err = assert_envelope(r, "too_long")
@@ -488,7 +490,7 @@ def test_many_fields_and_file_parts_fail_fast(small_app) -> None:
 def test_too_many_parts(small_app, tone_bytes: bytes) -> None:
     body, ctype = multipart([(b"file", b"a.wav", tone_bytes), (b"segment_policy", None, b"fixed"),
                              (b"window_s", None, b"2"), (b"max_segment_s", None, b"5")])
-    with TestClient(small_app, client=LOOPBACK) as c:
+    with TestClient(small_app, base_url=LOCAL, client=LOOPBACK) as c:
         r = c.post("/v1/analyze", content=body, headers={"Content-Type": ctype})
     assert r.status_code == 413
     assert_envelope(r, "too_many_parts")
@@ -496,7 +498,7 @@ def test_too_many_parts(small_app, tone_bytes: bytes) -> None:
 
 # ------------------------------------------------------------------------------------ capacity
 def test_full_queue_gets_429_with_retry_after(small_app, tone_bytes: bytes) -> None:
-    with TestClient(small_app, client=LOOPBACK) as c:
+    with TestClient(small_app, base_url=LOCAL, client=LOOPBACK) as c:
         gate = small_app.state.vocalfusion.gate
         assert gate.capacity == 1
         assert gate.try_acquire()  # occupy the only slot
@@ -516,7 +518,7 @@ def test_full_queue_gets_429_with_retry_after(small_app, tone_bytes: bytes) -> N
 def test_timeout_gives_504_and_cleans_up_later(tmp_path: Path, jfk_bytes: bytes) -> None:
     settings = ServerSettings(temp_dir=tmp_path, request_timeout_s=0.001, workers=1)
     app = create_app(light_config(), settings=settings)
-    with TestClient(app, client=LOOPBACK) as c:
+    with TestClient(app, base_url=LOCAL, client=LOOPBACK) as c:
         state = app.state.vocalfusion
         r = c.post("/v1/analyze", files={"file": ("a.flac", jfk_bytes)})
         assert r.status_code == 504
@@ -534,7 +536,7 @@ def test_concurrent_uploads_same_filename_no_crosstalk(app, client, speech_facto
 
     async def both() -> dict[str, httpx.Response]:
         transport = httpx.ASGITransport(app=app, client=LOOPBACK)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t",
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL,
                                      timeout=120) as ac:
             ra, rb = await asyncio.gather(*(
                 ac.post("/v1/analyze", files={"file": ("same.wav", data[k], "audio/wav")})
@@ -656,7 +658,9 @@ def test_job_store_bounds_and_expiry() -> None:
     a, b = store.add("a"), store.add("b")
     assert a and b and store.add("c") is None  # full of unfinished jobs
     store.finish(a, error=None, error_status=None)
-    c = store.add("c")  # evicts the finished one
+    assert store.add("c") is None  # a result is kept until its expires_at, never evicted
+    time.sleep(0.1)
+    c = store.add("c")  # the expired one made room
     assert c is not None and store.get(a.id) is None and len(store) == 2
     store.finish(b, result=None, error=None)
     time.sleep(0.1)
@@ -702,12 +706,12 @@ def test_api_key_required_when_set(tmp_path: Path, tone_bytes: bytes) -> None:
 
 def test_keyless_server_serves_loopback_only(tmp_path: Path) -> None:
     app = create_app(light_config(), settings=ServerSettings(temp_dir=tmp_path))
-    with TestClient(app, client=("203.0.113.7", 4000)) as c:
+    with TestClient(app, base_url=LOCAL, client=("203.0.113.7", 4000)) as c:
         r = c.get("/v1/models")
         assert r.status_code == 403
         assert_envelope(r, "forbidden")
         assert c.get("/healthz").status_code == 200
-    with TestClient(app, client=("::1", 4000)) as c:
+    with TestClient(app, base_url=LOCAL, client=("::1", 4000)) as c:
         assert c.get("/v1/models").status_code == 200
 
 
@@ -810,7 +814,7 @@ def test_missing_model_stream_reported_as_skipped(tmp_path: Path, tone_bytes: by
     cfg = light_config(**{"emotion.enabled": True,
                           "emotion.model": str(tmp_path / "no-such-model")})
     app = create_app(cfg, settings=ServerSettings(temp_dir=tmp_path / "t"))
-    with TestClient(app, client=LOOPBACK) as c:
+    with TestClient(app, base_url=LOCAL, client=LOOPBACK) as c:
         emo = c.get("/v1/models").json()["streams"]["emotion"]
         assert emo["status"] == "skipped"
         assert "no-such-model" in emo["reason"]
@@ -835,7 +839,7 @@ def test_background_loading_reports_not_ready_then_ready(tmp_path: Path,
 
     app = create_app(settings=ServerSettings(temp_dir=tmp_path, load_models="background"),
                      analyzer=HeldAnalyzer(light_config()))
-    with TestClient(app, client=LOOPBACK) as c:
+    with TestClient(app, base_url=LOCAL, client=LOOPBACK) as c:
         assert c.get("/healthz").status_code == 200  # alive while loading
         r = c.get("/readyz")
         assert r.status_code == 503 and r.headers["retry-after"]
@@ -866,7 +870,7 @@ def test_default_config_end_to_end(tmp_path: Path, speech_wav: Path,
     skipped here (its hub model is not cached on this machine) or ok where it is."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     app = create_app(settings=ServerSettings(temp_dir=tmp_path))
-    with TestClient(app, client=LOOPBACK) as c:
+    with TestClient(app, base_url=LOCAL, client=LOOPBACK) as c:
         streams = c.get("/v1/models").json()["streams"]
         assert set(streams) == {"prosody", "emotion", "transcript", "sentiment"}
         for info in streams.values():
@@ -925,16 +929,16 @@ def test_real_uvicorn_limits_and_cancel_over_tcp(tmp_path: Path, jfk_bytes: byte
                     data += block
                 return data
 
-        honest = exchange(b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: " +
+        honest = exchange(b"POST /v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " +
                           CTYPE.encode() + b"\r\nContent-Length: 10000000\r\n\r\n", [head])
         assert honest.startswith(b"HTTP/1.1 413"), honest[:100]
         big = [b"%x\r\n%s\r\n" % (65536, b"\x00" * 65536)] * 48  # 3 MiB
-        chunked = exchange(b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: " +
+        chunked = exchange(b"POST /v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " +
                            CTYPE.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n",
                            [b"%x\r\n%s\r\n" % (len(head), head), *big])
         assert chunked.startswith(b"HTTP/1.1 413"), chunked[:100]
         body, ctype = multipart([(b"file", b"a.flac", jfk_bytes)])
-        req = (b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: " + ctype.encode() +
+        req = (b"POST /v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + ctype.encode() +
                b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
         exchange(req, [body[:len(body) // 2]], read=False)  # hang up mid-upload
         exchange(req, [body], read=False)                   # hang up mid-analysis

@@ -15,8 +15,11 @@ Routes (pydantic v2 models; ``/openapi.json`` is the contract)::
 Models load once (lifespan). Uploads stream under our own byte counter into a private
 per-request directory (mode 0700, server-chosen file name) that is removed when the request's
 work is over — on success, on error and when the client goes away. Analyses run in a bounded
-thread pool (``workers``) behind a bounded queue; beyond it the answer is 429 with
-``Retry-After``. Every error is ``{"error": {"code", "message", "request_id"}}``.
+thread pool (``workers``) behind a bounded queue that a request enters only once its whole body
+has arrived; beyond it the answer is 429 with ``Retry-After``. Connections are capped per client
+and in all, with header and body read timeouts (:mod:`fusion.server.connections`); health checks
+never wait for the work gate. A keyless server refuses foreign ``Host`` and ``Origin`` headers
+(:mod:`fusion.server.origin`). Every error is ``{"error": {"code", "message", "request_id"}}``.
 
 Examples
 --------
@@ -34,6 +37,7 @@ import importlib
 import ipaddress
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -70,11 +74,13 @@ from fusion.server.api_models import (
     ModelsResponse,
     Readiness,
 )
+from fusion.server.connections import ConnectionGuard, guarded_h11_protocol
+from fusion.server.origin import OriginPolicy, check_host_and_origin, normalise_host, parse_origin
 from fusion.server.runtime import Job, JobStore, TempDirs, WorkGate
 from fusion.server.upload import ClientGone, Upload, UploadLimits, receive_upload
 
 __all__ = ["ServerSettings", "create_app", "check_bind_safety", "is_loopback_host",
-           "run_server"]
+           "run_server", "scrub_message", "uvicorn_config"]
 
 log = logging.getLogger("vocalfusion.server")
 
@@ -127,6 +133,24 @@ class ServerSettings(BaseModel):
         Longest wait (queue + analysis) of a synchronous request; 504 beyond.
     upload_timeout_s : float
         The whole upload must arrive within this time; 408 beyond.
+    body_idle_timeout_s : float
+        Longest silence between two pieces of an upload's body; 408 beyond.
+    header_timeout_s : float
+        A connection must send a complete request head within this time of opening (and of
+        its previous response); else it is closed (408 if a request had begun).
+    keep_alive_s : float
+        An idle kept-alive connection is closed after this many seconds.
+    max_connections, max_connections_per_client : int
+        Open connections in all and from one client IP address. Over a cap, the oldest idle
+        connection is closed to make room; if every one is busy the newcomer gets 503 / 429.
+    allowed_hosts : list of str or None
+        ``Host`` names accepted besides the loopback names (``localhost``, ``127.0.0.1``,
+        ``[::1]``) and the bound host; ``"*"`` = any. Checked on a keyless server always, on a
+        server with a key only when set (400 ``invalid_host``).
+    allowed_origins : list of str or None
+        Web origins (``scheme://host[:port]``, ``:*`` = any port; ``"*"`` = any) accepted
+        besides the request's own origin and loopback origins. Checked like ``allowed_hosts``
+        (403 ``forbidden_origin``). The WebSocket endpoint shares both.
     max_parts : int
         Multipart parts per request.
     max_jobs, job_ttl_s : int, float
@@ -154,6 +178,13 @@ class ServerSettings(BaseModel):
     max_queue: int = Field(4, ge=0, le=1024)
     request_timeout_s: float = Field(300.0, gt=0)
     upload_timeout_s: float = Field(120.0, gt=0)
+    body_idle_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    keep_alive_s: float = Field(default=5.0, gt=0, le=600)
+    max_connections: int = Field(default=256, ge=1, le=100_000)
+    max_connections_per_client: int = Field(default=32, ge=1, le=100_000)
+    allowed_hosts: list[str] | None = Field(default=None, max_length=256)
+    allowed_origins: list[str] | None = Field(default=None, max_length=256)
     max_parts: int = Field(8, ge=1, le=64)
     max_jobs: int = Field(32, ge=1, le=10_000)
     job_ttl_s: float = Field(3600.0, gt=0)
@@ -171,6 +202,25 @@ class ServerSettings(BaseModel):
             raise ValueError("the API key must be at least 16 printable ASCII characters "
                              "without spaces (e.g. `python -c 'import secrets; "
                              "print(secrets.token_urlsafe(32))'`)")
+        return v
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts_ok(cls, v: list[str] | None) -> list[str] | None:
+        for h in v or ():
+            if h.strip() != "*" and normalise_host(h) is None:
+                raise ValueError(f"allowed_hosts: {h[:80]!r} is not a host name or IP address "
+                                 "(e.g. vf.lab.example, 10.0.0.5, [fd00::5], or * for any)")
+        return v
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_ok(cls, v: list[str] | None) -> list[str] | None:
+        for o in v or ():
+            if o.strip() != "*" and parse_origin(o, allow_wildcard_port=True) is None:
+                raise ValueError(f"allowed_origins: {o[:80]!r} is not a web origin "
+                                 "scheme://host[:port] (http or https, no path; :* = any port; "
+                                 "or * for any)")
         return v
 
 
@@ -227,7 +277,8 @@ class _ServerState:
         self.jobs = JobStore(settings.max_jobs, settings.job_ttl_s)
         self.limits = UploadLimits(max_file_bytes=settings.max_upload_bytes,
                                    max_parts=settings.max_parts,
-                                   timeout_s=settings.upload_timeout_s)
+                                   timeout_s=settings.upload_timeout_s,
+                                   idle_timeout_s=settings.body_idle_timeout_s)
         self.analyzer = analyzer
         self.ready = False
         self.load_failed = False
@@ -310,40 +361,56 @@ class _ServerState:
         return _Outcome(result=result, html=html)
 
     # ---------------------------------------------------------------- request plumbing
-    def _release_after(self, fut: Future[Any] | None, tmp: Path | None) -> None:
-        """Free the slot and the temp dir once the work is over (now, or when it finishes)."""
+    def _release_after(self, fut: Future[Any] | None, tmp: Path | None,
+                       admitted: bool) -> None:
+        """Free the slot (if taken) and the temp dir once the work is over (now, or when it
+        finishes)."""
 
         def done(_: object = None) -> None:
             if tmp is not None:
                 self.tempdirs.remove(tmp)
-            self.gate.release()
+            if admitted:
+                self.gate.release()
 
         if fut is None:
             done()
         else:
             fut.add_done_callback(done)  # runs at once if already done or cancelled
 
-    def _admit(self) -> None:
+    def _busy(self) -> APIError:
+        return APIError(429, "busy", "the server is at capacity; retry later",
+                        headers={"Retry-After": str(self.gate.retry_after_s())})
+
+    def _precheck(self) -> None:
+        """Before the body is read: ready, and the gate not already full (fail fast, so a
+        client does not upload 100 MB to be refused). Takes no slot."""
         self.require_ready()
+        if self.gate.in_flight >= self.gate.capacity:
+            raise self._busy()
+
+    def _admit(self) -> None:
+        """After the body is in: take a slot of the gate (a stalled upload never holds one)."""
         if not self.gate.try_acquire():
-            raise APIError(429, "busy", "the server is at capacity; retry later",
-                           headers={"Retry-After": str(self.gate.retry_after_s())})
+            raise self._busy()
 
     async def run_sync(self, request: Request, query: AnalyzeOptions, *,
                        render: bool = False) -> _Outcome:
-        self._admit()
+        self._precheck()
         tmp: Path | None = None
         fut: Future[_Outcome] | None = None
+        admitted = False
         try:
             tmp = self.tempdirs.create()
             upload = await receive_upload(request, tmp, self.limits,
                                           allowed_fields=OPTION_FIELDS)
             options = _merge_options(query, upload.fields)
+            self._admit()
+            admitted = True
             fut = self.executor.submit(self.analyze_upload, upload, options,
                                        self.settings.max_duration_s, render=render)
             return await self._wait(fut, request)
         finally:
-            self._release_after(fut, tmp)
+            self._release_after(fut, tmp, admitted)
 
     async def _wait(self, fut: Future[_Outcome], request: Request) -> _Outcome:
         wrapped = asyncio.wrap_future(fut)
@@ -365,19 +432,25 @@ class _ServerState:
                                        "POST /v1/jobs for long audio")
 
     async def create_job(self, request: Request, query: AnalyzeOptions) -> Job:
-        self._admit()
+        self._precheck()
         tmp: Path | None = None
         fut: Future[None] | None = None
+        admitted = False
         try:
             tmp = self.tempdirs.create()
             upload = await receive_upload(request, tmp, self.limits,
                                           allowed_fields=OPTION_FIELDS)
             options = _merge_options(query, upload.fields)
+            self._admit()
+            admitted = True
             job = self.jobs.add(upload.filename)
             if job is None:
-                raise APIError(429, "too_many_jobs", "the job store is full of unfinished "
-                               "jobs; retry later",
-                               headers={"Retry-After": str(self.gate.retry_after_s())})
+                wait_s = self.jobs.retry_after_s() or self.gate.retry_after_s()
+                raise APIError(429, "too_many_jobs",
+                               f"the job store holds {self.settings.max_jobs} jobs that are "
+                               "unfinished or whose results have not expired; fetch and DELETE "
+                               "finished jobs, or retry later",
+                               headers={"Retry-After": str(wait_s)})
             rid = getattr(request.state, "request_id", None)
             fut = self.executor.submit(self._run_job, job, upload, options, rid)
             self._job_futures[job.id] = fut
@@ -385,7 +458,7 @@ class _ServerState:
             fut.add_done_callback(lambda _f: self._job_futures.pop(jid, None))
             return job
         finally:
-            self._release_after(fut, tmp)
+            self._release_after(fut, tmp, admitted)
 
     def _run_job(self, job: Job, upload: Upload, options: AnalyzeOptions,
                  request_id: str | None) -> None:
@@ -393,7 +466,8 @@ class _ServerState:
         try:
             outcome = self.analyze_upload(upload, options, self.settings.job_max_duration_s)
         except APIError as exc:
-            self.jobs.finish(job, error=ErrorBody(code=exc.code, message=exc.message,
+            self.jobs.finish(job, error=ErrorBody(code=exc.code,
+                                                  message=scrub_message(exc.message),
                                                   request_id=request_id),
                              error_status=exc.status_code)
         except Exception:
@@ -451,11 +525,22 @@ def _validation_message(errors: Any) -> str:
     return ("invalid request: " + "; ".join(parts))[:500]
 
 
+_CONTEXT_ADDRESS = re.compile(r"\s*@\s*0x[0-9a-fA-F]+")  # ffmpeg's "[mp3float @ 0x7f3a...]"
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{8,}\b")
+
+
+def scrub_message(text: str) -> str:
+    """A message without memory addresses (ffmpeg's log prefix ``[demuxer @ 0x55df...]``
+    names a heap address, which helps an attacker defeat ASLR): ``[mp3 @ 0x7f..] x`` →
+    ``[mp3] x``; any other hex number of 8+ digits → ``<addr>``. Short hex values stay."""
+    return _ADDRESS.sub("<addr>", _CONTEXT_ADDRESS.sub("", text))
+
+
 def _scrub_text(text: str, upload: Upload, state: _ServerState) -> str:
-    """Replace server paths (the upload's path and temp dirs) in a message."""
+    """Replace server paths (the upload's path and temp dirs) and addresses in a message."""
     text = text.replace(str(upload.path), upload.filename)
     text = text.replace(str(upload.path.parent), "<upload>")
-    return text.replace(str(state.tempdirs.root), "<tmp>")
+    return scrub_message(text.replace(str(state.tempdirs.root), "<tmp>"))
 
 
 def _scrub_result(result: SessionResult, upload: Upload, state: _ServerState) -> SessionResult:
@@ -508,8 +593,10 @@ JobId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,64}$",
                                  description="job id from POST /v1/jobs")]
 
 def _err(*codes: int, explicit_json: bool = False) -> dict[int | str, dict[str, Any]]:
-    text = {400: "malformed request", 401: "missing or invalid API key",
-            403: "keyless server: loopback clients only", 404: "no such job",
+    text = {400: "malformed request, or a Host this server does not answer to",
+            401: "missing or invalid API key",
+            403: "keyless server: loopback clients only; or a foreign web Origin",
+            404: "no such job",
             408: "upload too slow", 409: "job not finished",
             413: "upload or audio too large, or too many parts",
             415: "not multipart, or not audio", 422: "invalid option or undecodable audio",
@@ -554,11 +641,14 @@ _bearer = HTTPBearer(auto_error=False, description="API key, when the server has
 
 def _auth_dependency(settings: ServerSettings) -> Callable[..., Any]:
     key = settings.api_key.get_secret_value().encode("ascii") if settings.api_key else None
+    policy = OriginPolicy.from_settings(settings)
 
     async def require_auth(
             request: Request,
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> None:
+        # the one Host/Origin check, shared with the WebSocket endpoint (its handshake scope)
+        check_host_and_origin(request.scope["headers"], policy)
         if key is None:
             if settings.allow_unauthenticated_remote:
                 return
@@ -647,7 +737,7 @@ def create_app(config: Config | None = None, *, settings: ServerSettings | None 
 
     # ---------------------------------------------------------------- v1
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(_auth_dependency(settings))])
-    auth_errors = (401, 403)
+    auth_errors = (400, 401, 403)  # 400/403: a foreign Host/Origin on a keyless server
 
     @v1.get("/models", response_model=ModelsResponse, tags=["models"],
             responses=_err(*auth_errors, 503))
@@ -745,7 +835,8 @@ def _rid(request: Request) -> str | None:
 
 def _envelope(request: Request, status: int, code: str, message: str,
               headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorResponse(error=ErrorBody(code=code, message=message, request_id=_rid(request)))
+    body = ErrorResponse(error=ErrorBody(code=code, message=scrub_message(message),
+                                         request_id=_rid(request)))
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
@@ -779,18 +870,36 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 # ------------------------------------------------------------------------------------ running
+def uvicorn_config(app: Any, settings: ServerSettings) -> Any:
+    """The :class:`uvicorn.Config` that :func:`run_server` serves ``app`` with.
+
+    h11 with :func:`~fusion.server.connections.guarded_h11_protocol` (connection caps per
+    client and in all, header timeout) instead of uvicorn's ``limit_concurrency``, which
+    counted idle connections and answered 503 to every request, health checks included.
+    """
+    import uvicorn
+
+    guard = ConnectionGuard(settings.max_connections, settings.max_connections_per_client,
+                            settings.header_timeout_s)
+    return uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                          access_log=False, server_header=False, proxy_headers=False,
+                          http=guarded_h11_protocol(guard), limit_concurrency=None,
+                          timeout_keep_alive=int(max(1, round(settings.keep_alive_s))),
+                          timeout_graceful_shutdown=30, h11_max_incomplete_event_size=16 * 1024,
+                          lifespan="on")
+
+
 def run_server(config: Config | None = None, settings: ServerSettings | None = None, *,
-               max_connections: int = 128) -> None:
+               max_connections: int | None = None) -> None:
     """Serve with uvicorn (one process: models are loaded once), after the bind safety check.
 
-    ``max_connections`` bounds open connections; beyond it uvicorn itself answers 503.
+    ``max_connections``, when given, replaces ``settings.max_connections``.
     """
     import uvicorn
 
     settings = settings or ServerSettings()
+    if max_connections is not None:
+        settings = settings.model_copy(update={"max_connections": max_connections})
     check_bind_safety(settings)
     app = create_app(config, settings=settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
-                access_log=False, server_header=False, proxy_headers=False,
-                limit_concurrency=max_connections, timeout_keep_alive=5,
-                timeout_graceful_shutdown=30, h11_max_incomplete_event_size=16 * 1024)
+    uvicorn.Server(uvicorn_config(app, settings)).run()

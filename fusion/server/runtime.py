@@ -7,11 +7,14 @@ Everything here is bounded and thread-safe (releases happen from worker threads)
   waiting), so timeouts and cancelled clients cannot pile up work behind the gate.
 * :class:`TempDirs` makes one private directory (mode 0700) per request under a per-process
   root and removes it when the request's work is over; the root is removed at shutdown.
-* :class:`JobStore` keeps at most ``max_jobs`` jobs; finished jobs expire after ``ttl_s``.
+* :class:`JobStore` keeps at most ``max_jobs`` jobs; a finished job's result is kept until its
+  ``expires_at`` (``ttl_s`` after it finished), never evicted earlier: a full store refuses new
+  jobs instead.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import shutil
 import tempfile
@@ -139,8 +142,9 @@ class Job:
 class JobStore:
     """In-memory jobs, at most ``max_jobs``; finished ones expire ``ttl_s`` after finishing.
 
-    When the store is full, expired jobs go first, then the oldest finished job; if every job
-    is still queued or running, :meth:`add` returns ``None`` (the caller answers 429).
+    A job is only ever removed when its ``expires_at`` has passed or when it is deleted: the
+    ``expires_at`` a client was told is a promise. When the store is full of unexpired jobs,
+    :meth:`add` returns ``None`` (the caller answers 429 with :meth:`retry_after_s`).
     """
 
     def __init__(self, max_jobs: int, ttl_s: float) -> None:
@@ -163,14 +167,21 @@ class JobStore:
         with self._lock:
             self._sweep()
             if len(self._jobs) >= self.max_jobs:
-                finished = [j for j in self._jobs.values() if j.finished_mono is not None]
-                if not finished:
-                    return None
-                oldest = min(finished, key=lambda j: j.finished_mono or 0.0)
-                del self._jobs[oldest.id]
+                return None
             job = Job(id=secrets.token_urlsafe(16), filename=filename)
             self._jobs[job.id] = job
             return job
+
+    def retry_after_s(self) -> int | None:
+        """Whole seconds until the first finished job expires (frees a place); None if no
+        job has finished."""
+        with self._lock:
+            finished = [j.finished_mono for j in self._jobs.values()
+                        if j.finished_mono is not None]
+            if not finished:
+                return None
+            left = min(finished) + self.ttl_s - time.monotonic()
+            return max(1, math.ceil(left))
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:

@@ -11,7 +11,8 @@ private per-request directory. Limits fail fast, while streaming:
 * the audio part alone is bounded too (413);
 * more parts than ``max_parts``, a second file, an unknown field or a duplicate field stop the
   parse at that part (413 / 400), so 10,000 fields cost one part's parsing, not 10,000;
-* the whole upload must arrive within ``timeout_s`` (408), against slow-drip clients.
+* the whole upload must arrive within ``timeout_s`` (408), against slow-drip clients, and no
+  gap between two pieces of the body may last ``idle_timeout_s`` (408), against stalled ones.
 
 The client's file name is never used as a path: it is only sanitised (:func:`display_filename`)
 and echoed in the response.
@@ -70,6 +71,8 @@ class UploadLimits:
         Header lines per part.
     timeout_s : float
         The whole body must arrive within this many seconds.
+    idle_timeout_s : float
+        Longest wait for the next piece of the body, seconds.
     """
 
     max_file_bytes: int
@@ -79,6 +82,7 @@ class UploadLimits:
     max_header_bytes: int = 4096
     max_headers_per_part: int = 8
     timeout_s: float = 120.0
+    idle_timeout_s: float = 30.0
 
     @property
     def max_body_bytes(self) -> int:
@@ -325,7 +329,16 @@ async def receive_upload(request: Request, dest_dir: Path, limits: UploadLimits,
     received = 0
     try:
         async with asyncio.timeout(limits.timeout_s):
-            async for chunk in request.stream():
+            stream = request.stream().__aiter__()
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(anext(stream), limits.idle_timeout_s)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise APIError(408, "upload_timeout",
+                                   f"no upload data arrived for {limits.idle_timeout_s:g} s"
+                                   ) from None
                 if not chunk:
                     continue
                 received += len(chunk)

@@ -23,7 +23,8 @@ def register(sub: Any) -> None:
         "serve", help="serve the HTTP API (FastAPI)",
         description="Serve the HTTP API: POST /v1/analyze, /v1/report, /v1/jobs; GET /healthz, "
                     "/readyz, /v1/models; schema at /openapi.json. Without an API key the "
-                    "server answers loopback clients only and refuses a non-loopback host.")
+                    "server answers loopback clients only, refuses a non-loopback host, and "
+                    "refuses requests whose Host or Origin names another site.")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.add_argument("--api-key-env", default="VOCALFUSION_API_KEY", metavar="VAR",
@@ -44,8 +45,24 @@ def register(sub: Any) -> None:
                    help="requests that may wait for a worker; beyond: 429 (default: 4)")
     p.add_argument("--request-timeout-s", type=float, default=300.0, metavar="S",
                    help="longest wait of a synchronous request; beyond: 504 (default: 300)")
-    p.add_argument("--max-connections", type=int, default=128, metavar="N",
-                   help="open connections uvicorn accepts (default: 128)")
+    p.add_argument("--max-connections", type=int, default=256, metavar="N",
+                   help="open connections in all; over it the oldest idle one is closed "
+                        "(default: 256)")
+    p.add_argument("--max-connections-per-client", type=int, default=32, metavar="N",
+                   help="open connections from one client IP address (default: 32)")
+    p.add_argument("--header-timeout-s", type=float, default=10.0, metavar="S",
+                   help="time a connection has to send a request's headers (default: 10)")
+    p.add_argument("--body-idle-timeout-s", type=float, default=30.0, metavar="S",
+                   help="longest silence within an upload's body; beyond: 408 (default: 30)")
+    p.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                   dest="allowed_hosts",
+                   help="a Host name this server answers to besides localhost, 127.0.0.1, "
+                        "[::1] and --host (repeatable; '*' = any); checked on a keyless "
+                        "server, and on a keyed one once given")
+    p.add_argument("--allowed-origin", action="append", default=None,
+                   metavar="SCHEME://HOST[:PORT]", dest="allowed_origins",
+                   help="a web origin whose pages may call the API besides loopback origins "
+                        "(repeatable; ':*' = any port; '*' = any)")
     p.add_argument("--temp-dir", type=Path, default=None, metavar="DIR",
                    help="where private per-request temp dirs go (default: system temp)")
     p.add_argument("--docs", action="store_true",
@@ -72,6 +89,11 @@ def settings_from_args(args: argparse.Namespace) -> Any:
             max_duration_s=args.max_duration_s, job_max_duration_s=args.job_max_duration_s,
             workers=args.workers, max_queue=args.max_queue,
             request_timeout_s=args.request_timeout_s, temp_dir=args.temp_dir,
+            max_connections=args.max_connections,
+            max_connections_per_client=args.max_connections_per_client,
+            header_timeout_s=args.header_timeout_s,
+            body_idle_timeout_s=args.body_idle_timeout_s,
+            allowed_hosts=args.allowed_hosts, allowed_origins=args.allowed_origins,
             docs=args.docs, load_models="background" if args.background_load else "startup")
     except ValidationError as exc:
         problems = "; ".join(
@@ -88,5 +110,5 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     level = logging.DEBUG if getattr(args, "verbose", 0) >= 2 else logging.INFO
     configure_json_logging(level)
-    run_server(cfg, settings, max_connections=args.max_connections)
+    run_server(cfg, settings)
     return 0
