@@ -49,6 +49,9 @@ __all__ = ["Child", "Supervisor", "child_streams", "describe_exit", "package_roo
 
 log = logging.getLogger(__name__)
 
+#: environment variable that tells a child its parent's pid (it may be orphaned before it looks)
+_PARENT_ENV = "VOCALFUSION_SUPERVISOR_PARENT"
+
 #: children started by this process and not yet reaped (stopped at interpreter exit)
 _LIVE: weakref.WeakSet[Child] = weakref.WeakSet()
 _LIVE_LOCK = threading.Lock()
@@ -99,7 +102,7 @@ class Child:
                  argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
                  stderr: int | None = None) -> None:
         cmd = list(argv) if argv is not None else [sys.executable, "-m", module, *args]
-        full_env = {**os.environ, **(env or {})}
+        full_env = {**os.environ, **(env or {}), _PARENT_ENV: str(os.getpid())}
         full_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_root(), os.environ.get("PYTHONPATH")) if p)
         self.proc: subprocess.Popen[bytes] = subprocess.Popen(
@@ -289,7 +292,11 @@ def child_streams() -> tuple[BinaryIO, BinaryIO]:
     printed to stdout (by a library) goes to stderr.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    # the parent's pid as it was at the start: this process may be orphaned before it gets here
+    parent = int(os.environ.pop(_PARENT_ENV, "0") or 0) or os.getppid()
+    if os.getppid() != parent:
+        os._exit(0)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
