@@ -110,6 +110,7 @@ class Child:
             start_new_session=True)
         #: the deadline of :meth:`deadline` ran out and the child was killed
         self.expired = False
+        self._owner = os.getpid()  # a fork() of this process must not stop it at its exit
         with _LIVE_LOCK:
             _LIVE.add(self)
 
@@ -269,7 +270,7 @@ class Supervisor:
 @atexit.register
 def _stop_all() -> None:
     with _LIVE_LOCK:
-        children = list(_LIVE)
+        children = [c for c in _LIVE if c._owner == os.getpid()]
     for c in children:
         with contextlib.suppress(Exception):
             c.stop(grace_s=1.0)
