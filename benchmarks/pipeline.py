@@ -6,6 +6,12 @@ Run by hand (takes ~10–20 min on 2 cores):
     .venv/bin/python benchmarks/pipeline.py                  # 10-min file, 3 repeats
     .venv/bin/python benchmarks/pipeline.py --minutes 2 --repeats 1   # quick look
     .venv/bin/python benchmarks/pipeline.py --long-hours 2   # peak memory on a 2-hour file
+    .venv/bin/python benchmarks/pipeline.py --baseline ef37b67 --rounds 3   # this build vs a commit
+
+``--baseline REV`` checks REV out into a git worktree (benchmarks/results/baseline-REV) and
+runs its own copy of this script's ``ours`` variant there, alternating with this build's
+``ours`` (base, this, base, this, ...), each in a fresh process, on the same file; it prints
+both medians and their ratio. Both builds use the same installed packages.
 
 The audio is SYNTHETIC speech: examples/synthetic_session.flac (espeak-ng) tiled to the
 requested length. The emotion model is the real wav2vec2-base *architecture* with random
@@ -259,13 +265,49 @@ VARIANTS = ("transcript-only", "transcript-batched", "ours", "ours-batched",
             "ours-praat-in-thread", "ours+emotion", "ours+emotion-int8", "naive", "naive+emotion")
 
 
-def run_variant(variant: str, path: Path, repeats: int) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", variant, "--file", str(path),
-                           "--repeats", str(repeats)], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def run_variant(variant: str, path: Path, repeats: int, root: Path = ROOT) -> dict:
+    """Run one variant in a fresh process, from the source tree ``root`` (its own copy of
+    this script, so a baseline build runs with its own module layout)."""
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "pipeline.py"), "--worker",
+                           variant, "--file", str(path), "--repeats", str(repeats)],
+                          capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)})
     if proc.returncode != 0:
         raise SystemExit(f"{variant} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def baseline_tree(rev: str) -> Path:
+    """A git worktree of ``rev`` under benchmarks/results/ (made once, reused)."""
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout.strip()
+    tree = ROOT / "benchmarks" / "results" / f"baseline-{sha}"
+    if not (tree / "benchmarks" / "pipeline.py").exists():
+        subprocess.run(["git", "worktree", "add", "--detach", "-f", str(tree), sha], cwd=ROOT,
+                       check=True, capture_output=True)
+    return tree
+
+
+def compare_with_baseline(rev: str, path: Path, rounds: int) -> int:
+    """This build's default pipeline against ``rev``'s, alternating, one process per run."""
+    tree = baseline_tree(rev)
+    print(f"file: {path.name} (synthetic espeak-ng speech); baseline {rev} in {tree.name}; "
+          f"{rounds} alternating rounds, one run per process, {os.cpu_count()} CPUs")
+    times: dict[str, list[float]] = {"baseline": [], "this": []}
+    duration = 0.0
+    for i in range(rounds):
+        for name, root in (("baseline", tree), ("this", ROOT)):
+            r = run_variant("ours", path, 1, root=root)
+            duration = r["duration_s"]
+            times[name].append(r["total_s"])
+            print(f"  round {i + 1} {name:<8} {r['total_s']:7.1f} s  RTF "
+                  f"{r['total_s'] / duration:.4f}  peak RSS {r['peak_rss_mb']:.0f} MB "
+                  f"(+children {r['peak_tree_rss_mb']:.0f})", flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\nmedian: baseline {med['baseline']:.1f} s (RTF {med['baseline'] / duration:.4f}), "
+          f"this build {med['this']:.1f} s (RTF {med['this'] / duration:.4f}); "
+          f"this / baseline = {med['this'] / med['baseline']:.3f}")
+    return 0
 
 
 def main() -> int:
@@ -277,6 +319,9 @@ def main() -> int:
                     help="repeats of the (slow) naive variants")
     ap.add_argument("--long-hours", type=float, default=None,
                     help="instead: peak memory of 'ours' on a file this many hours long")
+    ap.add_argument("--baseline", default=None, metavar="REV",
+                    help="instead: this build's 'ours' against git revision REV, alternating")
+    ap.add_argument("--rounds", type=int, default=3, help="alternations for --baseline")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--file", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -291,6 +336,9 @@ def main() -> int:
               f"peak RSS {r['peak_rss_mb']:.0f} MB (this process), "
               f"{r['peak_tree_rss_mb']:.0f} MB (with its child processes)")
         return 0
+
+    if args.baseline:
+        return compare_with_baseline(args.baseline, speech_file(args.minutes), args.rounds)
 
     path = speech_file(args.minutes)
     random_wav2vec2_base()

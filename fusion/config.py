@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -176,7 +177,7 @@ def _validate(data: Mapping[str, Any], *, source: str) -> Config:
 
 
 def load_config(
-    path: str | Path | None = None,
+    path: str | os.PathLike[str] | None = None,
     *,
     overrides: Iterable[str] | Mapping[str, Any] | None = None,
 ) -> Config:

@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
               "warnings": list(audio.warnings)}
     out.write(json.dumps(header).encode() + b"\n")
     samples = np.ascontiguousarray(audio.y, dtype="<f4")
-    out.write(memoryview(samples).cast("B"))  # written from the array, not from a bytes copy
+    out.write(samples.data.cast("B"))  # written from the array, not from a bytes copy
     out.flush()
     return 0
 

@@ -24,6 +24,7 @@ bound and a time budget, for the ffmpeg path and for the isolated decoder proces
 
 from __future__ import annotations
 
+import io
 import subprocess
 import threading
 import time
@@ -310,9 +311,10 @@ class PipeReader:
 
     def __init__(self, proc: subprocess.Popen[bytes], *, limit_bytes: int, timeout_s: float,
                  kill: Callable[[], None] | None = None) -> None:
-        if proc.stdout is None or proc.stderr is None:
-            raise ParameterError("PipeReader needs a process started with stdout and stderr "
-                                 "pipes")
+        if not (isinstance(proc.stdout, io.BufferedReader)
+                and isinstance(proc.stderr, io.BufferedReader)):
+            raise ParameterError("PipeReader needs a process started with buffered stdout and "
+                                 "stderr pipes (stdout=PIPE, stderr=PIPE, the default bufsize)")
         self._proc = proc
         self._stdout = proc.stdout
         self._stderr = proc.stderr

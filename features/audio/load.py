@@ -499,7 +499,7 @@ def _ffmpeg_blocks(path: Path, sr: int, channels: int, max_samples: int,
     try:
         while True:
             block = np.empty((step, channels), dtype="<f4")
-            got = reader.readinto(memoryview(block).cast("B"))
+            got = reader.readinto(block.data.cast("B"))
             if reader.exceeded:
                 raise AudioTooLongError(str(path), "the decoded audio is longer than its "
                                         "header claims and exceeds the duration limit")
@@ -670,7 +670,7 @@ def _load_isolated(p: Path, name: str, fmt: str, digest: str | None, max_duratio
         too_long = reader.exceeded or (n is not None and reader.total + 4 * n > limit)
         if n is not None and not too_long:
             y = np.empty(n, dtype="<f4")  # the child's bytes land here directly
-            got = reader.readinto(memoryview(y).cast("B"))
+            got = reader.readinto(y.data.cast("B"))
             reader.drain()
             too_long = reader.exceeded
         if not too_long:
@@ -688,7 +688,7 @@ def _load_isolated(p: Path, name: str, fmt: str, digest: str | None, max_duratio
     if header is None:
         raise CorruptAudioError(name, f"the decoder failed on this file (exit status {rc})")
     if not header.get("ok"):
-        cls = _ERRORS_BY_CODE.get(header.get("code"), CorruptAudioError)
+        cls = _ERRORS_BY_CODE.get(str(header.get("code")), CorruptAudioError)
         raise cls(name, str(header.get("problem", "cannot decode the audio")))
     if y is None or got < 4 * len(y):
         raise CorruptAudioError(name, "the decoder process returned fewer samples than promised")

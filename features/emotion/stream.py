@@ -269,7 +269,7 @@ def window_bounds(n_samples: int, sr: int, window_s: float,
 
 
 @functools.lru_cache(maxsize=1)
-def dimensional_model_class() -> type:
+def dimensional_model_class() -> type[Any]:
     """The audeering dimensional model layout as a ``Wav2Vec2PreTrainedModel`` subclass.
 
     Parameter names match the published checkpoint: ``wav2vec2.*`` (a ``Wav2Vec2Model``),

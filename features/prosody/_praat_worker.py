@@ -21,7 +21,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def run_task(task: str, clips: Sequence[np.ndarray], sr: int,
     return TASKS[task](clips, sr, settings)
 
 
-def read_exact(stream: BinaryIO, n: int) -> bytes:
+def read_exact(stream: IO[bytes], n: int) -> bytes:
     """Exactly ``n`` bytes from ``stream``; ``EOFError`` when it ends first (both sides)."""
     data = stream.read(n)
     if len(data) != n:
@@ -73,7 +73,7 @@ def write_answer(out: BinaryIO, items: Items) -> None:
     out.write(json.dumps({"ok": True, "items": values, "array_sizes": sizes}).encode() + b"\n")
     for x in items:
         if isinstance(x, np.ndarray):
-            out.write(memoryview(np.ascontiguousarray(x, dtype="<f8")).cast("B"))
+            out.write(np.ascontiguousarray(x, dtype="<f8").data.cast("B"))
     out.flush()
 
 

@@ -95,8 +95,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from features.prosody import syllables as syl
 from features.errors import ModelUnavailable, ParameterError
+from features.prosody import syllables as syl
 from features.prosody._praat_worker import run_task
 from features.prosody.worker import LOST_REASON, PraatWorker, shared_worker
 from features.stream import Provenance, StreamOutput

@@ -161,7 +161,7 @@ def detect_silences(
     items = [[bounds[k], bounds[k + 1], bool(lab)] for k, (_, _, lab) in enumerate(runs)]
     items = _absorb(items, silent_label=False, min_duration_s=min_sounding_s)
     items = _absorb(items, silent_label=True, min_duration_s=min_silent_s)
-    return [Interval(a, b, s) for a, b, s in items]
+    return [Interval(a, b, bool(s)) for a, b, s in items]
 
 
 def _absorb(items: list[list], *, silent_label: bool, min_duration_s: float) -> list[list]:

@@ -59,7 +59,8 @@ def _chunks(clips: Sequence[np.ndarray], sr: int,
             max_s: float) -> list[tuple[int, list[np.ndarray]]]:
     """Consecutive clips grouped into chunks of ≤ ``max_s`` s (a longer clip is alone)."""
     out: list[tuple[int, list[np.ndarray]]] = []
-    start, group, total = 0, [], 0
+    start, total = 0, 0
+    group: list[np.ndarray] = []
     limit = max_s * sr
     for i, clip in enumerate(clips):
         if group and total + clip.size > limit:
@@ -128,8 +129,7 @@ class PraatWorker:
             try:
                 child.stdin.write(json.dumps(header).encode() + b"\n")
                 for clip in clips:
-                    child.stdin.write(memoryview(np.ascontiguousarray(clip, dtype="<f4"))
-                                      .cast("B"))
+                    child.stdin.write(np.ascontiguousarray(clip, dtype="<f4").data.cast("B"))
                 child.stdin.flush()
                 line = child.stdout.readline()
                 if not line:

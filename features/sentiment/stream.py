@@ -363,12 +363,13 @@ def _dir_digest(path: Any) -> str | None:
     for f in files:
         h.update(f.name.encode())
         with open(f, "rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+            while block := fh.read(1 << 22):
                 h.update(block)
     return f"sha256:{h.hexdigest()[:16]}"
 
 
-_BACKENDS = {"vader": _VaderBackend, "transformers": _TransformersBackend}
+_BACKENDS: dict[str, type[_VaderBackend] | type[_TransformersBackend]] = {
+    "vader": _VaderBackend, "transformers": _TransformersBackend}
 
 
 # --------------------------------------------------------------------------------------------

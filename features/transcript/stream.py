@@ -759,7 +759,8 @@ class _OpenAIWhisperBackend:
         return _RawResult(raw, language, prob, source, top)
 
 
-_BACKENDS = {"faster-whisper": _FasterWhisperBackend, "openai-whisper": _OpenAIWhisperBackend}
+_BACKENDS: dict[str, type[_FasterWhisperBackend] | type[_OpenAIWhisperBackend]] = {
+    "faster-whisper": _FasterWhisperBackend, "openai-whisper": _OpenAIWhisperBackend}
 
 
 def _raw_segment(s: Any) -> _RawSegment:

@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.audio.load import file_sha256
 from fusion.batch.pool import BatchError, FileLimits, FileOutcome, FileTask, LocalPool
 from fusion.config import Config, load_config
+from fusion.engine.many import analyze_files_in_process, concat_segments, segments_table
 from fusion.files import (
     AUDIO_SUFFIXES,
     atomic_write_bytes,
@@ -494,19 +495,7 @@ def build_tables(json_paths: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFrame
         result = SessionResult.from_json(jp.read_bytes())
         frames.append(result.to_dataframe())
         records.append(result.session_record())
-    return _concat_segments(frames), pd.DataFrame.from_records(records)
-
-
-def _concat_segments(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    import pandas as pd
-
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        index = pd.MultiIndex.from_arrays(
-            [pd.Index([], dtype=object), pd.to_timedelta([], unit="s"),
-             pd.to_timedelta([], unit="s")], names=["file", "start", "end"])
-        return pd.DataFrame(index=index)
-    return pd.concat(frames, sort=False)
+    return concat_segments(frames), pd.DataFrame.from_records(records)
 
 
 def _write_parquet(path: Path, df: pd.DataFrame, *, index: bool) -> None:
@@ -557,8 +546,6 @@ def process_files_dataframe(
         failed are left out, logged, and listed in ``df.attrs["errors"]`` (dicts with
         ``file, error_class, code, message``).
     """
-    import pandas as pd
-
     from fusion.schema import SessionResult
 
     items = [str(p) for p in paths]
@@ -571,30 +558,17 @@ def process_files_dataframe(
         off = {f"{name}.enabled": False for name in STREAM_REGISTRY
                if name not in analyzer.streams}
         cfg = cfg.with_overrides(off) if off else cfg
+    if num_workers == 1 and engine == "local" and analyzer is not None:
+        return analyze_files_in_process(analyzer, items)
     results: dict[int, SessionResult] = {}
     errors: dict[int, dict[str, str]] = {}
-    if num_workers == 1 and engine == "local" and analyzer is not None:
-        from fusion.batch.worker import error_fields
-
-        analyzer.load()
-        for i, p in enumerate(items):
-            try:
-                results[i] = analyzer.process_file(p)
-            except Exception as exc:  # one bad file costs that file only
-                cls, code, message = error_fields(exc)
-                errors[i] = {"file": p, "error_class": cls, "code": code, "message": message}
-    else:
-        wcfg = worker_config(cfg, num_workers)
-        tasks = [FileTask(index=i, path=p) for i, p in enumerate(items)]
-        for o in iter_outcomes(tasks, wcfg, num_workers=num_workers, engine=engine,
-                               limits=limits, ray_address=ray_address):
-            if o.status == "ok" and o.result_json is not None:
-                results[o.index] = SessionResult.from_json(o.result_json)
-            else:
-                errors[o.index] = {"file": o.path, "error_class": o.error_class or "Error",
-                                   "code": o.code or "error", "message": o.message or ""}
-    for e in errors.values():
-        log.error("%s", e["message"])
-    df = _concat_segments([results[i].to_dataframe() for i in sorted(results)])
-    df.attrs["errors"] = [errors[i] for i in sorted(errors)]
-    return df if isinstance(df, pd.DataFrame) else pd.DataFrame(df)
+    wcfg = worker_config(cfg, num_workers)
+    tasks = [FileTask(index=i, path=p) for i, p in enumerate(items)]
+    for o in iter_outcomes(tasks, wcfg, num_workers=num_workers, engine=engine,
+                           limits=limits, ray_address=ray_address):
+        if o.status == "ok" and o.result_json is not None:
+            results[o.index] = SessionResult.from_json(o.result_json)
+        else:
+            errors[o.index] = {"file": o.path, "error_class": o.error_class or "Error",
+                               "code": o.code or "error", "message": o.message or ""}
+    return segments_table(results, errors)

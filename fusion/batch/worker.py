@@ -3,9 +3,8 @@ message until told to stop.
 
 Started by :mod:`fusion.batch.pool` as a fresh interpreter, ``python -m fusion.batch.worker
 NUM_THREADS`` (a :class:`features.supervisor.Child`: never re-imports the user's ``__main__``).
-This module imports only the standard library at module level: the thread limits must be in the
-environment before numpy, torch or onnxruntime are loaded (the parent also sets them in the
-child's environment).
+The parent puts the thread limits in the child's environment, so they hold before numpy, torch
+or onnxruntime are loaded; :func:`worker_main` sets them again once the models are loaded.
 
 Protocol: one JSON value per line, stdin → stdout (our own two processes; no pickle).
 
@@ -33,6 +32,8 @@ import sys
 import traceback
 from typing import Any, BinaryIO
 
+from fusion.engine.many import error_fields
+
 __all__ = ["worker_main", "THREAD_ENV_VARS"]
 
 #: environment variables that size the thread pools of BLAS / OpenMP libraries
@@ -43,7 +44,7 @@ THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 def _limit_threads(num_threads: int) -> None:
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(num_threads)
-    try:  # numpy may already be loaded (e.g. imported by the parent's __main__): cap its pools
+    try:  # numpy may already be loaded: cap its pools
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(num_threads)
@@ -81,15 +82,6 @@ def analyse_one(analyzer: Any, path: str, on_decoded: Any = None) -> tuple[str, 
         on_decoded(audio.duration_s)
     result = analyzer.process_audio(audio)
     return result.to_json(), str(result.status)
-
-
-def error_fields(exc: BaseException) -> tuple[str, str, str]:
-    """(class name, machine code, message) of a per-file failure."""
-    from features.errors import AudioError
-
-    if isinstance(exc, AudioError):
-        return type(exc).__name__, exc.code, str(exc)
-    return type(exc).__name__, "internal_error", f"{type(exc).__name__}: {exc}"
 
 
 def worker_main(requests: BinaryIO, answers: BinaryIO, num_threads: int) -> None:

@@ -305,27 +305,25 @@ class Analyzer:
         return out
 
     # ------------------------------------------------------------------ many files
-    def process_files(self, paths: Iterable[str | os.PathLike[str]], *,
-                      num_workers: int = 1) -> Any:
-        """Analyse many files; one segment table (``MultiIndex(file, start, end)``), files in
-        input order, the shape of ``process_file(p).to_dataframe()``.
+    def process_files(self, paths: Iterable[str | os.PathLike[str]]) -> Any:
+        """Analyse many files in this process; one segment table (``MultiIndex(file, start,
+        end)``), files in input order, the shape of ``process_file(p).to_dataframe()``.
 
-        ``num_workers=1`` analyses in this process with the models loaded here; more workers
-        use :mod:`fusion.batch.runner`'s process pool (thread budget split between them; a file that
-        crashes or hangs its worker costs that file only). Failed files are logged, left out
-        and listed in ``df.attrs["errors"]``. For resumable output on disk use
-        :func:`fusion.batch.runner.run_batch` or ``vocalfusion batch``.
+        Uses the models loaded here, one file after another. Failed files are logged, left out
+        and listed in ``df.attrs["errors"]``. For a worker pool (per-file timeout, crash
+        isolation) use :func:`fusion.batch.runner.process_files_dataframe` with
+        ``num_workers > 1`` (the engine layer does not import the batch layer); for resumable
+        output on disk :func:`fusion.batch.runner.run_batch` or ``vocalfusion batch``.
         """
-        from fusion.batch.runner import process_files_dataframe
+        from fusion.engine.many import analyze_files_in_process
 
-        return process_files_dataframe(paths, self.config_, num_workers=num_workers,
-                                       analyzer=self)
+        return analyze_files_in_process(self, paths)
 
-    def process_folder(self, folder: str | os.PathLike[str], *, num_workers: int = 1) -> Any:
+    def process_folder(self, folder: str | os.PathLike[str]) -> Any:
         """Analyse every audio file below ``folder`` (sorted); see :meth:`process_files`."""
         from fusion.files import find_audio_files
 
-        return self.process_files(find_audio_files(Path(folder)), num_workers=num_workers)
+        return self.process_files(find_audio_files(Path(folder)))
 
 
 def _safe_provenance(stream: Any) -> Provenance | None:

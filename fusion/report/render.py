@@ -268,7 +268,7 @@ def _shorten(text: str | None, limit: int = 160) -> str | None:
 def _streams(r: SessionResult) -> list[dict[str, Any]]:
     cov = r.summary.coverage if r.summary else {}
     names = list(STREAM_TITLES) + [n for n in r.streams if n not in STREAM_TITLES]
-    out = []
+    out: list[dict[str, Any]] = []
     for name in names:
         info = r.streams.get(name)
         if info is None:
@@ -646,9 +646,9 @@ def _table(r: SessionResult) -> dict[str, Any]:
     first = {"segment": 0, "start_s": 1, "end_s": 2, "duration_s": 3}
     keys = sorted(order, key=lambda k: (_column_group(k, prosody_keys),
                                         first.get(k, schema_pos.get(k, 0)), order[k]))
-    columns = [{"key": k, "label": measure_label(k),
-                "group": _GROUPS[_column_group(k, prosody_keys)],
-                "numeric": k not in ("text", "emotion_top", "sentiment_label")} for k in keys]
+    columns: list[dict[str, Any]] = [
+        {"key": k, "label": measure_label(k), "group": _GROUPS[_column_group(k, prosody_keys)],
+         "numeric": k not in ("text", "emotion_top", "sentiment_label")} for k in keys]
     groups: list[dict[str, Any]] = []
     for c in columns:
         if groups and groups[-1]["name"] == c["group"]:

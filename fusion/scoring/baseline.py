@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 Sex = Literal["female", "male"]
-PROFILE_FORMAT = "vocalfusion-speaker-profile"
+PROFILE_FORMAT: Final = "vocalfusion-speaker-profile"
 NORMS_FORMAT = "vocalfusion-population-norms"
 
 
@@ -336,7 +336,7 @@ def profile_from_segments(segments: Sequence[SegmentResult], settings: Normalisa
     for feat in FEATURES:
         if feat not in settings.speaker_scale_floors:
             continue
-        vals = [r[feat] for r in rows if r[feat] is not None]
+        vals = [v for r in rows if (v := r[feat]) is not None]
         if len(vals) < settings.min_segments:
             continue
         st = robust_location_scale(vals, floor=settings.floor(feat),
@@ -434,7 +434,7 @@ def speaker_baseline(rows: Sequence[Mapping[str, float | None]],
             if st is not None:
                 out[feat] = BaselineEntry(st.median, st.scale, st.n, "profile")
                 continue
-        vals = [r[feat] for r in rows if r.get(feat) is not None]
+        vals = [v for r in rows if (v := r.get(feat)) is not None]
         if len(vals) >= settings.min_segments:
             st = robust_location_scale(vals, floor=settings.floor(feat),
                                        factor=settings.robust_scale_factor)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from fusion.schema import ScoreSummary, SegmentResult, SessionSummary
 from fusion.scoring.vector import stream_measured
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 
-def weighted_quantile(values: Sequence[float], weights: Sequence[float], q: float) -> float:
+def weighted_quantile(values: npt.ArrayLike, weights: npt.ArrayLike, q: float) -> float:
     """Smallest value whose cumulative weight share reaches ``q`` (inverted weighted CDF).
 
     Examples
@@ -61,7 +62,7 @@ def weighted_quantile(values: Sequence[float], weights: Sequence[float], q: floa
     return float(v[order][min(i, v.size - 1)])
 
 
-def weighted_slope(x: Sequence[float], y: Sequence[float], w: Sequence[float]) -> float | None:
+def weighted_slope(x: npt.ArrayLike, y: npt.ArrayLike, w: npt.ArrayLike) -> float | None:
     """Weighted least-squares slope of ``y`` on ``x``; ``None`` if ``x`` has no spread."""
     xa, ya, wa = (np.asarray(a, dtype=float) for a in (x, y, w))
     if xa.size < 2 or not wa.sum() > 0:

@@ -356,7 +356,8 @@ class _ServerState:
         wrapped = asyncio.wrap_future(fut)
         watcher = asyncio.ensure_future(_wait_disconnect(request))
         try:
-            done, _ = await asyncio.wait({wrapped, watcher},
+            waiting: set[asyncio.Future[Any]] = {wrapped, watcher}
+            done, _ = await asyncio.wait(waiting,
                                          timeout=self.settings.request_timeout_s,
                                          return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -387,7 +388,8 @@ class _ServerState:
             rid = getattr(request.state, "request_id", None)
             fut = self.executor.submit(self._run_job, job, upload, options, rid)
             self._job_futures[job.id] = fut
-            fut.add_done_callback(lambda _f, jid=job.id: self._job_futures.pop(jid, None))
+            jid = job.id
+            fut.add_done_callback(lambda _f: self._job_futures.pop(jid, None))
             return job
         finally:
             self._release_after(fut, tmp)

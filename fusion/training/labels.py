@@ -37,7 +37,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -322,6 +322,7 @@ def fit_heads(table: TrainingTable, spec: FusionSpec, *, method: str | None = "p
     for label, y_all in table.labels.items():
         has = np.isfinite(y_all)
         y = y_all[has]
+        kind: Literal["logistic", "regression"]
         if label == "cortisol":
             head = "stress" if "stress" not in table.labels else "cortisol"
             kind, cal = "regression", None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.markup import escape
 from rich.table import Table
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_embeddings(analyzer: Any, result: SessionResult, out_dir: Path, stem: str,
-                      fmt: str) -> list[Path]:
+                      fmt: Literal["npy", "parquet"]) -> list[Path]:
     emb = analyzer.last_embeddings
     if emb is None:
         err_console.print("[yellow]warning:[/] no embeddings: the emotion stream did not run")

@@ -58,9 +58,12 @@ def register(sub: Any) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     """:class:`fusion.server.app.ServerSettings` from parsed arguments (API key from the env)."""
+    from pydantic import SecretStr
+
     from fusion.server.app import ServerSettings
 
-    key = os.environ.get(args.api_key_env) or None if args.api_key_env else None
+    env_key = os.environ.get(args.api_key_env) or None if args.api_key_env else None
+    key = SecretStr(env_key) if env_key is not None else None
     try:
         return ServerSettings(
             host=args.host, port=args.port, api_key=key,
