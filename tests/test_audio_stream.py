@@ -9,7 +9,6 @@ second decode are all exercised on short files.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from _procs import FAKE_M4A, fake_ffmpeg
 
 from features import errors
 from features.audio import blocks as audio_stream
@@ -284,17 +284,12 @@ def test_ffmpeg_that_hangs_mid_stream_is_killed_at_the_timeout(
     """An ffmpeg that sends some samples and then stops answering: DecodeTimeoutError."""
     import time
 
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
     probe = ('{"streams": [{"codec_type": "audio", "sample_rate": "16000", "channels": 1}], '
              '"format": {"duration": "60.0"}}')
-    (fake_bin / "ffprobe").write_text(f"#!/bin/sh\necho '{probe}'\n")
-    (fake_bin / "ffmpeg").write_text("#!/bin/sh\nhead -c 64000 /dev/zero\nexec sleep 600\n")
-    for f in fake_bin.iterdir():
-        f.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    fake_ffmpeg(tmp_path, monkeypatch, ffprobe=f"echo '{probe}'",
+                ffmpeg="head -c 64000 /dev/zero\nexec sleep 600")
     p = tmp_path / "hang.m4a"
-    p.write_bytes(b"\x00\x00\x00\x20ftypM4A " + b"\x00" * 200)
+    p.write_bytes(FAKE_M4A)
     t0 = time.perf_counter()
     with pytest.raises(errors.DecodeTimeoutError, match=r"hang\.m4a: decoding took longer"):
         load_audio(p, timeout_s=1.0)

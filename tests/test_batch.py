@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from _procs import sigkill_when
 
 from fusion.batch.pool import LocalPool
 from fusion.batch.runner import (
@@ -260,17 +261,8 @@ def test_kill_and_resume_cli(tmp_path: Path, speech_factory: Callable[..., Path]
     cmd = [sys.executable, "-m", "fusion.cli.main", "batch", str(src), "-o", str(out),
            "--workers", "1", "--quiet", *SET_ARGS]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not list((out / "results").glob("*.json")):
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "no result appeared within 120 s"
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_when(proc, lambda: bool(list((out / "results").glob("*.json"))), timeout_s=120,
+                 what="the first result")
     done = _mtimes(out)
     assert 1 <= len(done) < n_files, "the run was not killed half-way"
     for p in (out / "results").glob("*.json"):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import struct
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from _procs import FAKE_M4A, fake_ffmpeg, sigkill_when, write_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -129,13 +129,6 @@ def test_row5_corrupt_files_clear_error_quickly(tmp_path: Path, make: str) -> No
 
 # ------------------------------------------------------- beyond the table: hang and crash
 
-def _fake_python(tmp_path: Path, body: str) -> str:
-    script = tmp_path / "fake_decoder.sh"
-    script.write_text("#!/bin/sh\n" + body + "\n")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return str(script)
-
-
 @pytest.mark.parametrize("behaviour,expected,needle", [
     ("exec sleep 600", errors.DecodeTimeoutError, "longer than"),
     ("kill -SEGV $$", errors.CorruptAudioError, "decoder crashed on this file (SIGSEGV)"),
@@ -149,7 +142,8 @@ def test_decoder_that_hangs_or_crashes_costs_that_file_only(
     prints garbage (what a crafted file does to a C decoder); the caller gets a clear error
     within the time limit, and the next file decodes normally in the same process."""
     real = os.sys.executable
-    monkeypatch.setattr(os.sys, "executable", _fake_python(tmp_path, behaviour))
+    fake = write_script(tmp_path / "fake_decoder.sh", behaviour)
+    monkeypatch.setattr(os.sys, "executable", str(fake))
     t0 = time.perf_counter()
     with pytest.raises(expected, match=needle.replace("(", r"\(").replace(")", r"\)")):
         load_audio(jfk_path, isolate=True, timeout_s=1.0)
@@ -161,15 +155,9 @@ def test_decoder_that_hangs_or_crashes_costs_that_file_only(
 def test_hanging_ffmpeg_is_killed_at_the_timeout(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A decoder (ffmpeg/ffprobe) that never answers: DecodeTimeoutError, no hang."""
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    for name in ("ffmpeg", "ffprobe"):
-        f = fake_bin / name
-        f.write_text("#!/bin/sh\nexec sleep 600\n")
-        f.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    fake_ffmpeg(tmp_path, monkeypatch, ffmpeg="exec sleep 600", ffprobe="exec sleep 600")
     p = tmp_path / "x.m4a"
-    p.write_bytes(b"\x00\x00\x00\x20ftypM4A " + b"\x00" * 200)
+    p.write_bytes(FAKE_M4A)
     t0 = time.perf_counter()
     with pytest.raises(errors.DecodeTimeoutError, match=r"x\.m4a"):
         load_audio(p, timeout_s=1.0)
@@ -373,7 +361,6 @@ def test_row19_thousand_files_one_corrupt(tmp_path: Path) -> None:
     half-written, and finished files not redone."""
     import csv
     import json
-    import signal
     import subprocess
     import sys
 
@@ -389,17 +376,8 @@ def test_row19_thousand_files_one_corrupt(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "fusion.cli.main", "batch", str(src), "-o", str(out), "--workers",
            "2", "--quiet", *sum((["--set", o] for o in LIGHT), [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 600
-        while len(list((out / "results").glob("*.json"))) < 300:
-            assert proc.poll() is None, "the batch ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_when(proc, lambda: len(list((out / "results").glob("*.json"))) >= 300,
+                 timeout_s=600, what="300 results")
     done = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}
     assert 300 <= len(done) < 1000
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)

@@ -18,15 +18,17 @@ import numpy as np
 def main(argv: list[str]) -> int:
     from features.audio.load import load_audio
     from features.errors import AudioError
+    from features.supervisor import child_streams
 
     path, max_duration_s, timeout_s = argv[0], float(argv[1]), float(argv[2])
-    out = sys.stdout.buffer
+    _, out = child_streams()  # the samples own stdout; stray prints go to stderr
     try:
         audio = load_audio(path, max_duration_s=max_duration_s, timeout_s=timeout_s,
                            hash_file=False, isolate=False)
     except AudioError as exc:
         out.write(json.dumps({"ok": False, "code": exc.code, "problem": exc.problem}).encode()
                   + b"\n")
+        out.flush()
         return 0
     header = {"ok": True, "n": int(audio.y.shape[0]), "source": audio.source.to_dict(),
               "warnings": list(audio.warnings)}

@@ -728,21 +728,16 @@ def _load_isolated(p: Path, name: str, fmt: str, digest: str | None, max_duratio
 
     The child's samples are read straight into the result array (no intermediate bytes).
     """
-    import signal
-    import sys
+    from features.supervisor import Child, describe_exit
 
-    cmd = [sys.executable, "-m", "features.audio._decode_worker", str(p), repr(max_duration_s),
-           repr(timeout_s)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
     limit = int(max_duration_s * TARGET_SR + TARGET_SR) * 4 + (1 << 20)
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                start_new_session=True)
+        child = Child("features.audio._decode_worker",
+                      [str(p), repr(max_duration_s), repr(timeout_s)], stderr=subprocess.PIPE)
     except OSError as exc:
         raise CorruptAudioError(name, f"cannot start the decoder process ({exc})") from exc
-    reader = PipeReader(proc, limit_bytes=limit, timeout_s=timeout_s + 5.0,
-                        kill=partial(_kill_group, proc))
+    reader = PipeReader(child.proc, limit_bytes=limit, timeout_s=timeout_s + 5.0,
+                        kill=child.kill)
     header: dict[str, Any] | None = None
     y: np.ndarray | None = None
     got = rc = 0
@@ -761,11 +756,11 @@ def _load_isolated(p: Path, name: str, fmt: str, digest: str | None, max_duratio
         raise DecodeTimeoutError(name, f"decoding took longer than {timeout_s:.0f} s") from exc
     finally:
         reader.close()
-        _kill_group(proc)
+        child.close()
     if too_long:
         raise AudioTooLongError(name, "the decoded audio exceeds the duration limit")
     if rc < 0:
-        sig = signal.Signals(-rc).name
+        sig = describe_exit(rc).removeprefix("killed by signal ")
         raise CorruptAudioError(name, f"the decoder crashed on this file ({sig})")
     if header is None:
         raise CorruptAudioError(name, f"the decoder failed on this file (exit status {rc})")
@@ -796,14 +791,3 @@ def _worker_header(line: bytes) -> dict[str, Any] | None:
         if not isinstance(n, int) or n < 0 or not isinstance(header.get("source"), dict):
             return None
     return header
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    import signal
-
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            proc.kill()
-        proc.wait()

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any, BinaryIO
 
 import numpy as np
+
+from features.supervisor import child_streams
 
 #: an item per clip: a JSON-able value, or an array (sent as float64 after the header)
 Items = list[Any]
@@ -99,23 +98,10 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
         write_answer(out, items)
 
 
-def _exit_when_orphaned(parent: int) -> None:
-    """End this process if its parent goes away while a Praat call is still running."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os._exit(0)
-
-
 def main() -> int:
-    # Ctrl-C is the parent's to handle; this process ends when the parent closes its stdin,
-    # or within a second of the parent's death if it is busy then
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
-    # the answers own the real stdout; anything else printed here goes to stderr
-    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    serve(sys.stdin.buffer, answers)
+    # SIGINT ignored, exit on the parent's death, answers on a private copy of stdout
+    requests, answers = child_streams()
+    serve(requests, answers)
     return 0
 
 

@@ -29,17 +29,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from features.prosody._praat_worker import read_exact
+from features.supervisor import Supervisor
 
 __all__ = ["CHUNK_AUDIO_S", "LOST_REASON", "PraatWorker", "WorkerDied", "shared_worker"]
 
@@ -76,15 +73,10 @@ def _chunks(clips: Sequence[np.ndarray], sr: int,
     return out
 
 
-def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        proc.kill()
-    except OSError:
-        pass
-
-
 class PraatWorker:
     """One child process that runs Praat tasks; restarted when it dies. Thread-safe.
+
+    The process itself (start, kill, reap, restart) is a :class:`~features.supervisor.Supervisor`'s.
 
     Parameters
     ----------
@@ -93,16 +85,18 @@ class PraatWorker:
     """
 
     def __init__(self, argv: Sequence[str] | None = None) -> None:
-        self._argv = list(argv) if argv is not None else [
-            sys.executable, "-m", "features.prosody._praat_worker"]
+        self._sup = Supervisor("features.prosody._praat_worker", argv=argv, name="Praat worker")
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
+
+    @property
+    def restarts(self) -> int:
+        """Children replaced after they died."""
+        return self._sup.restarts
 
     @property
     def pid(self) -> int | None:
         """Process id of the running child, if any."""
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+        return self._sup.pid
 
     def start(self, timeout_s: float = 60.0) -> None:
         """Start the child if it is not running and wait until it answers.
@@ -112,51 +106,14 @@ class PraatWorker:
         Python, as in some embedded servers).
         """
         with self._lock:
-            proc = self._running()
-        timer = threading.Timer(timeout_s, _kill_quietly, args=(proc,))
-        timer.daemon = True
-        timer.start()
-        try:
+            child = self._sup.child()
+        with child.deadline(timeout_s):
             self.request("ping", [], 0, {})
-        finally:
-            timer.cancel()
 
     def shutdown(self) -> None:
         """Stop the child (a later request starts a new one)."""
         with self._lock:
-            self._stop()
-
-    def _stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        for stream in (proc.stdin, proc.stdout):
-            try:
-                if stream is not None:
-                    stream.close()
-            except OSError:
-                pass
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def _running(self) -> subprocess.Popen[bytes]:
-        if self._proc is not None and self._proc.poll() is None:
-            return self._proc
-        if self._proc is not None:  # it died since the last request
-            log.warning("the Praat worker process had died (exit status %s); starting a new "
-                        "one", self._proc.returncode)
-            self._stop()
-            self.restarts += 1
-        root = str(Path(__file__).resolve().parents[2])  # the folder holding features/
-        env = {**os.environ,
-               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH"))
-                                             if p)}
-        self._proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      env=env, start_new_session=True)
-        return self._proc
+            self._sup.shutdown()
 
     def request(self, task: str, clips: Sequence[np.ndarray], sr: int,
                 settings: dict[str, Any]) -> list[Any]:
@@ -166,16 +123,15 @@ class PraatWorker:
         replaced on the next request) and ``RuntimeError`` when the task raised in the child.
         """
         with self._lock:
-            proc = self._running()
-            assert proc.stdin is not None and proc.stdout is not None
+            child = self._sup.child()
             header = {"task": task, "sr": int(sr), "settings": settings,
                       "sizes": [int(c.size) for c in clips]}
             try:
-                proc.stdin.write(json.dumps(header).encode() + b"\n")
+                child.stdin.write(json.dumps(header).encode() + b"\n")
                 for clip in clips:
-                    proc.stdin.write(np.ascontiguousarray(clip, dtype="<f4").data.cast("B"))
-                proc.stdin.flush()
-                line = proc.stdout.readline()
+                    child.stdin.write(np.ascontiguousarray(clip, dtype="<f4").data.cast("B"))
+                child.stdin.flush()
+                line = child.stdout.readline()
                 if not line:
                     raise WorkerDied("the worker closed its output")
                 answer = json.loads(line)
@@ -184,13 +140,11 @@ class PraatWorker:
                 items = list(answer["items"])
                 for i, n in enumerate(answer["array_sizes"]):
                     if n is not None:
-                        items[i] = np.frombuffer(read_exact(proc.stdout, 8 * int(n)),
+                        items[i] = np.frombuffer(read_exact(child.stdout, 8 * int(n)),
                                                  dtype="<f8").copy()
                 return items
             except (OSError, ValueError, EOFError, WorkerDied) as exc:
-                code = proc.poll()
-                self._stop()
-                self.restarts += 1
+                code = self._sup.discard()
                 log.warning("the Praat worker process died (exit status %s): %s", code, exc)
                 raise WorkerDied(f"exit status {code}: {exc}") from exc
 

@@ -10,29 +10,34 @@ the whole pool. Here the parent knows which file each worker holds and since whe
 * a file that runs past its deadline gets its worker killed and replaced (``FileTimeout``);
 * nothing else is redone.
 
-Workers are started with the ``forkserver`` context where the platform has it (``spawn``
-elsewhere), never plain ``fork`` (forking a process that holds thread pools is unsafe). Their
-entry point, :func:`fusion.batch.worker.worker_main`, plays the part of an executor
-"initializer": it loads an :class:`~fusion.engine.analyzer.Analyzer` once per process.
+Each worker is a fresh interpreter, ``python -m fusion.batch.worker``, started, killed and
+reaped by :class:`features.supervisor.Child` (its own process group; never a ``multiprocessing``
+child, so the user's ``__main__`` is not re-imported and a pool starts from daemonic processes
+too). Messages are JSON lines over its stdin/stdout; a reader thread per worker turns them into
+events on one queue. The child's entry point, :func:`fusion.batch.worker.worker_main`, plays the
+part of an executor "initializer": it loads an :class:`~fusion.engine.analyzer.Analyzer` once
+per process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-import multiprocessing as mp
+import queue
+import subprocess
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import wait
 from typing import Any, Literal
 
 from features.errors import VocalfusionError
-from fusion.batch.worker import worker_main
+from features.supervisor import Child, describe_exit
+from fusion.batch.worker import THREAD_ENV_VARS
 
-__all__ = ["BatchError", "FileTask", "FileOutcome", "FileLimits", "LocalPool",
-           "mp_context"]
+__all__ = ["BatchError", "FileTask", "FileOutcome", "FileLimits", "LocalPool"]
 
 log = logging.getLogger("vocalfusion.batch")
 
@@ -84,34 +89,53 @@ class FileLimits:
         return self.base_s + self.per_audio_s * max(0.0, audio_s)
 
 
-def mp_context() -> Any:
-    """``forkserver`` where available (Linux, macOS), else ``spawn``."""
-    methods = mp.get_all_start_methods()
-    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
 class _Worker:
     """One child process and what it is doing."""
 
-    def __init__(self, ctx: Any, config_json: str, num_threads: int, serial: int) -> None:
-        self.conn, child_conn = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=worker_main, args=(child_conn, config_json, num_threads),
-                                name=f"vocalfusion-worker-{serial}", daemon=True)
-        self.proc.start()
-        child_conn.close()
-        self.pid: int | None = self.proc.pid
+    def __init__(self, config_json: str, num_threads: int,
+                 events: queue.Queue[tuple[_Worker, list[Any] | None]]) -> None:
+        threads = {var: str(num_threads) for var in THREAD_ENV_VARS}
+        self.child = Child("fusion.batch.worker", [str(num_threads)], env=threads)
+        self.pid: int | None = self.child.pid
         self.ready = False
         self.task: FileTask | None = None
         self.started = 0.0
         self.deadline: float | None = None
         self.audio_s: float | None = None
+        self._events = events
+        self._reader = threading.Thread(target=self._read, name=f"batch-worker-{self.pid}",
+                                        daemon=True)
+        try:
+            self._send(config_json)
+        except OSError:
+            self.child.close()
+            raise
+        self._reader.start()
+
+    def _send(self, msg: Any) -> None:
+        self.child.stdin.write(json.dumps(msg).encode() + b"\n")
+        self.child.stdin.flush()
+
+    def _read(self) -> None:
+        """Each message as an event; ``None`` when the child's output ends (it exited)."""
+        try:
+            for line in self.child.stdout:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    log.warning("batch worker %s sent a malformed line; ignored", self.pid)
+                    continue
+                self._events.put((self, msg))
+        except (OSError, ValueError):
+            pass
+        self._events.put((self, None))
 
     def assign(self, task: FileTask, limits: FileLimits) -> None:
         self.task = task
         self.started = time.monotonic()
         self.deadline = None if limits.decode_s is None else self.started + limits.decode_s
         self.audio_s = None
-        self.conn.send((task.index, task.path))
+        self._send([task.index, task.path])
 
     def finish(self) -> tuple[FileTask, float]:
         assert self.task is not None
@@ -120,17 +144,13 @@ class _Worker:
         return task, elapsed
 
     def kill(self) -> None:
-        if self.proc.is_alive():
-            self.proc.kill()
-        self.proc.join(timeout=5.0)
-        self.conn.close()
+        self.child.close()  # kill the group, reap, close the pipes
+        self._reader.join(timeout=5.0)
 
     def stop(self) -> None:
-        """Ask an idle worker to exit; kill it if it does not within a few seconds."""
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self.conn.send(None)
-        self.proc.join(timeout=5.0)
-        self.kill()
+        """Ask an idle worker to exit (end of stdin); escalate if it does not within seconds."""
+        self.child.stop(grace_s=5.0)
+        self._reader.join(timeout=5.0)
 
 
 class LocalPool:
@@ -163,9 +183,8 @@ class LocalPool:
         self.threads_per_worker = threads_per_worker
         self.limits = limits or FileLimits()
         self.on_start = on_start
-        self._ctx = mp_context()
         self._workers: list[_Worker] = []
-        self._serial = 0
+        self._events: queue.Queue[tuple[_Worker, list[Any] | None]] = queue.Queue()
         #: worker processes started so far (replacements included)
         self.workers_started = 0
 
@@ -182,16 +201,22 @@ class LocalPool:
         return self
 
     def close(self) -> None:
+        idle = [w for w in self._workers if w.task is None and w.child.alive()]
+        for w in idle:  # all asked at once: their interpreters shut down side by side
+            with contextlib.suppress(OSError, ValueError):
+                w.child.stdin.close()
         for w in self._workers:
-            if w.task is None and w.proc.is_alive():
+            if w in idle:
                 w.stop()
             else:
                 w.kill()
         self._workers.clear()
 
     def _spawn(self) -> _Worker:
-        self._serial += 1
-        w = _Worker(self._ctx, self.config_json, self.threads_per_worker, self._serial)
+        try:
+            w = _Worker(self.config_json, self.threads_per_worker, self._events)
+        except OSError as exc:
+            raise BatchError(f"cannot start a batch worker process ({exc})") from exc
         self._workers.append(w)
         self.workers_started += 1
         return w
@@ -204,32 +229,29 @@ class LocalPool:
     # ---------------------------------------------------------------- work
     def run(self, tasks: Iterable[FileTask]) -> Iterator[FileOutcome]:
         """Analyse ``tasks``; yield one outcome per task as it finishes (not in input order)."""
-        queue = deque(tasks)
+        pending = deque(tasks)
         if not self._workers:
             self.start()
         busy = 0
-        while queue or busy:
+        while pending or busy:
             for w in self._workers:
-                if w.ready and w.task is None and queue:
-                    task = queue.popleft()
+                if w.ready and w.task is None and pending:
+                    task = pending.popleft()
                     try:
                         w.assign(task, self.limits)
                     except (BrokenPipeError, OSError):  # died while idle: retry elsewhere
-                        queue.appendleft(task)
+                        pending.appendleft(task)
                         w.task = None
                         continue
                     busy += 1
                     if self.on_start is not None:
                         self.on_start(task, w.pid)
-            timeout = self._next_timeout()
-            handles: list[Any] = [w.conn for w in self._workers]
-            handles += [w.proc.sentinel for w in self._workers]
-            ready = set(wait(handles, timeout=timeout))
-            for w in list(self._workers):
-                if w.conn in ready or w.proc.sentinel in ready:
-                    for outcome in self._drain(w):
-                        busy -= 1
-                        yield outcome
+            for w, msg in self._next_events():
+                if w not in self._workers:  # what a replaced worker said last
+                    continue
+                for outcome in self._handle(w, msg):
+                    busy -= 1
+                    yield outcome
             now = time.monotonic()
             for w in list(self._workers):
                 if w.task is not None and w.deadline is not None and now > w.deadline:
@@ -253,66 +275,65 @@ class LocalPool:
             return 1.0
         return max(0.01, min(1.0, min(deadlines) - time.monotonic()))
 
-    def _drain(self, w: _Worker) -> Iterator[FileOutcome]:
-        """Read every message the worker has sent; handle its death if it died."""
+    def _next_events(self) -> list[tuple[_Worker, list[Any] | None]]:
+        """The events that arrive before the next deadline (at most a second's wait)."""
+        try:
+            events = [self._events.get(timeout=self._next_timeout())]
+        except queue.Empty:
+            return []
         while True:
             try:
-                if not w.conn.poll():
-                    break
-                msg = w.conn.recv()
-            except (EOFError, OSError):
-                break
-            kind = msg[0]
-            if kind == "ready":
-                w.ready, w.pid = True, msg[1]
-            elif kind == "load_failed":
-                raise BatchError(f"a batch worker could not load the models: {msg[1]}")
-            elif kind == "decoded":
-                w.audio_s = msg[2]
-                allowed = self.limits.analysis_s(msg[2])
-                w.deadline = None if allowed is None else time.monotonic() + allowed
-            elif kind in ("done", "error") and w.task is not None and msg[1] == w.task.index:
-                task, elapsed = w.finish()
-                if kind == "done":
-                    yield FileOutcome(index=task.index, path=task.path, status="ok",
-                                      result_json=msg[2], session_status=msg[3],
-                                      elapsed_s=round(elapsed, 3),
-                                      audio_s=w.audio_s, worker_pid=w.pid)
-                else:
-                    yield FileOutcome(index=task.index, path=task.path, status="error",
-                                      error_class=msg[2], code=msg[3], message=msg[4],
-                                      elapsed_s=round(elapsed, 3), audio_s=w.audio_s,
-                                      worker_pid=w.pid)
-        if w.proc.is_alive():
+                events.append(self._events.get_nowait())
+            except queue.Empty:
+                return events
+
+    def _handle(self, w: _Worker, msg: list[Any] | None) -> Iterator[FileOutcome]:
+        """One message from ``w`` (``None``: its output ended, it died or exited)."""
+        if msg is None:
+            yield from self._died(w)
             return
-        w.proc.join(timeout=1.0)
-        code = w.proc.exitcode
+        kind = msg[0]
+        if kind == "ready":
+            w.ready, w.pid = True, msg[1]
+        elif kind == "load_failed":
+            raise BatchError(f"a batch worker could not load the models: {msg[1]}")
+        elif kind == "decoded":
+            w.audio_s = msg[2]
+            allowed = self.limits.analysis_s(msg[2])
+            w.deadline = None if allowed is None else time.monotonic() + allowed
+        elif kind in ("done", "error") and w.task is not None and msg[1] == w.task.index:
+            task, elapsed = w.finish()
+            if kind == "done":
+                yield FileOutcome(index=task.index, path=task.path, status="ok",
+                                  result_json=msg[2], session_status=msg[3],
+                                  elapsed_s=round(elapsed, 3),
+                                  audio_s=w.audio_s, worker_pid=w.pid)
+            else:
+                yield FileOutcome(index=task.index, path=task.path, status="error",
+                                  error_class=msg[2], code=msg[3], message=msg[4],
+                                  elapsed_s=round(elapsed, 3), audio_s=w.audio_s,
+                                  worker_pid=w.pid)
+
+    def _died(self, w: _Worker) -> Iterator[FileOutcome]:
+        """``w``'s output ended: record the file it held, start a replacement."""
+        try:
+            code: int | None = w.child.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:  # closed its stdout but still runs: stop it
+            w.kill()
+            code = w.child.returncode
         if not w.ready:
             raise BatchError(f"a batch worker process died while loading the models "
-                             f"({_describe_exit(code)}); run `vocalfusion analyze` on one file "
+                             f"({describe_exit(code)}); run `vocalfusion analyze` on one file "
                              f"to see the error")
         if w.task is not None:
             task, elapsed = w.finish()
             log.warning("%s: worker %s died (%s); starting a new one", task.path, w.pid,
-                        _describe_exit(code))
+                        describe_exit(code))
             yield FileOutcome(
                 index=task.index, path=task.path, status="error", error_class="WorkerDied",
                 code="worker_died",
                 message=f"{task.path}: the worker process died while "
                         f"{'decoding' if w.audio_s is None else 'analysing'} this file "
-                        f"({_describe_exit(code)})",
+                        f"({describe_exit(code)})",
                 elapsed_s=round(elapsed, 3), audio_s=w.audio_s, worker_pid=w.pid)
         self._replace(w)
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "exit status unknown"
-    if code < 0:
-        import signal
-
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"

@@ -1,35 +1,36 @@
 """The child side of the batch worker pool: load the models once, then analyse one file per
 message until told to stop.
 
-This module is what a worker process imports first, so it imports only the standard library at
-module level: the thread limits below must be in the environment before numpy, torch or
-onnxruntime are loaded in the child.
+Started by :mod:`fusion.batch.pool` as a fresh interpreter, ``python -m fusion.batch.worker
+NUM_THREADS`` (a :class:`features.supervisor.Child`: never re-imports the user's ``__main__``).
+The parent puts the thread limits in the child's environment, so they hold before numpy, torch
+or onnxruntime are loaded; :func:`worker_main` sets them again once the models are loaded.
 
-Protocol (tuples over a :func:`multiprocessing.Pipe` between our own two processes):
+Protocol: one JSON value per line, stdin → stdout (our own two processes; no pickle).
 
 ========================  ==========================================================
 child → parent            meaning
 ========================  ==========================================================
-``("ready", pid)``        models loaded; send work
-``("load_failed", msg)``  the models could not be loaded; the child exits
-``("decoded", id, s)``    task ``id`` decoded, ``s`` seconds of audio (starts the
+``["ready", pid]``        models loaded; send work
+``["load_failed", msg]``  the models could not be loaded; the child exits
+``["decoded", id, s]``    task ``id`` decoded, ``s`` seconds of audio (starts the
                           analysis deadline)
-``("done", id, json,      task ``id`` finished: ``SessionResult`` JSON and its
-status)``                 status (``ok`` / ``insufficient speech``)
-``("error", id, cls,      task ``id`` failed: exception class name, machine code,
-code, message)``          message naming the file
+``["done", id, json,      task ``id`` finished: ``SessionResult`` JSON and its
+status]``                 status (``ok`` / ``insufficient speech``)
+``["error", id, cls,      task ``id`` failed: exception class name, machine code,
+code, message]``          message naming the file
 ========================  ==========================================================
 
-parent → child: ``(id, path)`` to analyse a file, ``None`` to exit.
+parent → child: first line the configuration JSON as a JSON string; then ``[id, path]`` to
+analyse a file; the end of stdin to exit.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import traceback
-from typing import Any
+from typing import Any, BinaryIO
 
 from fusion.engine.many import error_fields
 
@@ -43,7 +44,7 @@ THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 def _limit_threads(num_threads: int) -> None:
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(num_threads)
-    try:  # numpy may already be loaded (e.g. imported by the parent's __main__): cap its pools
+    try:  # numpy may already be loaded: cap its pools
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(num_threads)
@@ -83,34 +84,34 @@ def analyse_one(analyzer: Any, path: str, on_decoded: Any = None) -> tuple[str, 
     return result.to_json(), str(result.status)
 
 
-def worker_main(conn: Any, config_json: str, num_threads: int) -> None:
-    """Entry point of a worker process (the target of ``multiprocessing.Process``)."""
-    # Ctrl+C reaches the whole process group; the parent decides, the worker must not die
-    # half-way through a message.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def worker_main(requests: BinaryIO, answers: BinaryIO, num_threads: int) -> None:
+    """Serve the pool: read the config, load the models, then analyse files until stdin ends."""
+    import json
+
+    def send(*msg: Any) -> None:
+        answers.write(json.dumps(msg).encode() + b"\n")
+        answers.flush()
+
     _limit_threads(num_threads)
     try:
+        config_json = json.loads(requests.readline() or b'""')
         analyzer = load_analyzer(config_json, num_threads)
     except BaseException as exc:  # report anything, then exit: the parent aborts the batch
         traceback.print_exc(file=sys.stderr)
-        try:
-            conn.send(("load_failed", f"{type(exc).__name__}: {exc}"))
-        finally:
-            conn.close()
+        send("load_failed", f"{type(exc).__name__}: {exc}")
         return
-    conn.send(("ready", os.getpid()))
+    send("ready", os.getpid())
     while True:
         try:
-            msg = conn.recv()
-        except (EOFError, OSError):  # the parent is gone
+            line = requests.readline()
+        except OSError:  # the parent is gone
             return
-        if msg is None:
-            conn.close()
+        if not line.strip():
             return
-        task_id, path = msg
+        task_id, path = json.loads(line)
         try:
             text, status = analyse_one(analyzer, path,
-                               lambda d, _id=task_id: conn.send(("decoded", _id, float(d))))
+                                       lambda d, _id=task_id: send("decoded", _id, float(d)))
         except Exception as exc:  # one bad file costs that file only
             cls, code, message = error_fields(exc)
             if code == "internal_error":
@@ -119,6 +120,20 @@ def worker_main(conn: Any, config_json: str, num_threads: int) -> None:
         else:
             reply = ("done", task_id, text, status)
         try:
-            conn.send(reply)
+            send(*reply)
         except (BrokenPipeError, OSError):  # the parent is gone
             return
+
+
+def main(argv: list[str]) -> int:
+    from features.supervisor import child_streams
+
+    # SIGINT ignored (the parent decides), exit on the parent's death, answers on a private
+    # copy of stdout so that nothing a library prints can corrupt them
+    requests, answers = child_streams()
+    worker_main(requests, answers, int(argv[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
