@@ -31,15 +31,20 @@ Whisper invents text on silence and noise ("Thank you.", "you"). Five guards, in
    speech → no Whisper. Under the default ``vad`` segmentation the gate changes little; it
    matters for ``fixed`` windows, which cover silence and noise too.
 3. Whisper's own gates: a 30-s window is skipped when ``no_speech_prob > no_speech_threshold``
-   and its average log-probability is below ``log_prob_threshold``; ``compression_ratio``
-   above ``compression_ratio_threshold`` triggers temperature fallback, and a Whisper segment
-   still above it afterwards (a repetition loop) is dropped here. The batched decoder has no
-   gates of its own: a window over the no-speech gate is dropped here, and a window failing
-   the other two is decoded again sequentially, with the temperature fallback.
-   ``condition_on_previous_text`` is off by default so one hallucination cannot seed the
-   next window.
-4. Words whose midpoint lies outside every clip (audio Whisper never saw) or outside every
-   segment are dropped (counted in ``session["n_words_dropped"]``).
+   and its average log-probability is below ``log_prob_threshold``; a low log-probability
+   triggers temperature fallback. The compression-ratio gate does not trigger the fallback on
+   the first pass (repeated real speech compresses like a loop); guard 4 judges it. The
+   batched decoder has no gates of its own: a window over the no-speech gate is dropped here,
+   and a window failing the log-probability gate is decoded again sequentially, with the
+   temperature fallback. ``condition_on_previous_text`` is off by default so one
+   hallucination cannot seed the next window.
+4. The judge (:mod:`features.transcript.judge`): a suspect Whisper segment (repetitive, over
+   the no-speech gate, or unsure of its words) whose words lie outside Silero speech is
+   dropped; repetitive text over speech is decoded again in ≤10-s windows and dropped only
+   if still repetitive and unsure; the seconds of speech under dropped segments are
+   ``session["dropped_speech_s"]``, with a warning. Words whose midpoint lies outside every
+   clip (audio Whisper never saw) or outside every segment are dropped (counted in
+   ``session["n_words_dropped"]``).
 5. Low mean word probability over the session → a warning (see *Language* below).
 
 Times
@@ -502,8 +507,9 @@ class _FasterWhisperBackend:
         applied here per window, as sequential Whisper applies them per 30-s window: a window
         whose ``no_speech_prob`` is above ``no_speech_threshold`` while its average
         log-probability is below ``log_prob_threshold`` is dropped as silence; a window whose
-        text is too repetitive (compression ratio) or too unlikely (log-probability) is decoded
-        again sequentially with the temperature fallback.
+        text is too unlikely (log-probability) is decoded again sequentially with the
+        temperature fallback. A repetitive window is kept as decoded, with the window's
+        compression ratio on its segments, for the stream's judge.
         """
         from faster_whisper import BatchedInferencePipeline
         from faster_whisper.transcribe import get_compression_ratio
@@ -829,8 +835,10 @@ class TranscriptStream:
     ``run`` returns one :class:`SegmentTranscript` per segment; ``session`` holds ``language``,
     ``language_probability`` (None unless detected), ``language_source`` (``detected``,
     ``configured`` or ``assumed``), ``text`` (all kept words), ``model``, ``backend``,
-    ``multilingual``, ``clips_s``, ``n_words``, ``n_words_dropped``,
-    ``n_segments_dropped_repetitive``, ``n_words_interpolated``, ``n_words_clamped``,
+    ``multilingual``, ``clips_s``, ``n_words``, ``n_words_dropped``, the
+    :class:`~features.transcript.judge.DropReport` fields (``n_segments_dropped_repetitive``,
+    ``n_segments_dropped_no_speech``, ``n_ranges_redecoded``, ``dropped_speech_s``),
+    ``n_words_interpolated``, ``n_words_clamped``,
     ``mean_word_probability``, ``language_suspect``, and how Whisper was run: ``decoding``
     (``batched`` or ``sequential``), ``n_spans`` (parts of at most ``max_span_s`` transcribed
     one at a time), ``n_windows``, ``n_windows_no_speech`` and ``n_windows_redecoded``.
