@@ -275,6 +275,7 @@ def test_silence_and_noise_invent_no_words(stream: TranscriptStream, kind: str,
     out, segs = transcribe(stream, path)  # the VAD finds no segments
     assert segs == [] and out.rows == [] and out.session["n_words"] == 0
     assert "not run" in out.session["not_run_reason"]
+    assert out.session["dropped_speech_s"] == 0.0  # the typed drop fields are always there
     # even when the caller insists on a segment (fixed windows), the speech gate holds
     out = transcribe(stream, path, [Segment(0.0, 5.0)])[0]
     assert out.status == StreamStatus.OK and len(out.rows) == 1

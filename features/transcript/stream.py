@@ -1120,10 +1120,10 @@ class TranscriptStream:
             if speech is None:
                 speech = self._speech_regions(y)
             lost = sum(speech_seconds(a, b, speech) for a, b in merge_intervals(dropped))
-        return kept, DropReport(n_segments_dropped_repetitive=counts["repetitive"],
-                                n_segments_dropped_no_speech=counts["hallucination"],
-                                n_ranges_redecoded=len(ranges),
-                                dropped_speech_s=round(lost, 3))
+        return kept, DropReport.model_validate({
+            "n_segments_dropped_repetitive": counts["repetitive"],
+            "n_segments_dropped_no_speech": counts["hallucination"],
+            "n_ranges_redecoded": len(ranges), "dropped_speech_s": round(lost, 3)})
 
     def _speech_regions(self, y: np.ndarray) -> list[tuple[float, float]]:
         from features.segments.vad import speech_regions
@@ -1138,7 +1138,8 @@ class TranscriptStream:
     def _empty_session(reason: str) -> dict[str, Any]:
         return {"language": None, "language_probability": None, "language_source": None,
                 "text": "", "n_words": 0, "n_words_dropped": 0, "mean_word_probability": None,
-                "language_suspect": False, "not_run_reason": reason}
+                "language_suspect": False, "not_run_reason": reason,
+                **DropReport.model_validate({}).model_dump()}
 
     def _output(self, rows: list[SegmentTranscript], session: dict[str, Any],
                 warnings: list[str], t0: float) -> StreamOutput:
