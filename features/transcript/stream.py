@@ -31,15 +31,20 @@ Whisper invents text on silence and noise ("Thank you.", "you"). Five guards, in
    speech → no Whisper. Under the default ``vad`` segmentation the gate changes little; it
    matters for ``fixed`` windows, which cover silence and noise too.
 3. Whisper's own gates: a 30-s window is skipped when ``no_speech_prob > no_speech_threshold``
-   and its average log-probability is below ``log_prob_threshold``; ``compression_ratio``
-   above ``compression_ratio_threshold`` triggers temperature fallback, and a Whisper segment
-   still above it afterwards (a repetition loop) is dropped here. The batched decoder has no
-   gates of its own: a window over the no-speech gate is dropped here, and a window failing
-   the other two is decoded again sequentially, with the temperature fallback.
-   ``condition_on_previous_text`` is off by default so one hallucination cannot seed the
-   next window.
-4. Words whose midpoint lies outside every clip (audio Whisper never saw) or outside every
-   segment are dropped (counted in ``session["n_words_dropped"]``).
+   and its average log-probability is below ``log_prob_threshold``; a low log-probability
+   triggers temperature fallback. The compression-ratio gate does not trigger the fallback on
+   the first pass (repeated real speech compresses like a loop); guard 4 judges it. The
+   batched decoder has no gates of its own: a window over the no-speech gate is dropped here,
+   and a window failing the log-probability gate is decoded again sequentially, with the
+   temperature fallback. ``condition_on_previous_text`` is off by default so one
+   hallucination cannot seed the next window.
+4. The judge (:mod:`features.transcript.judge`): a suspect Whisper segment (repetitive, over
+   the no-speech gate, or unsure of its words) whose words lie outside Silero speech is
+   dropped; repetitive text over speech is decoded again in ≤10-s windows and dropped only
+   if still repetitive and unsure; the seconds of speech under dropped segments are
+   ``session["dropped_speech_s"]``, with a warning. Words whose midpoint lies outside every
+   clip (audio Whisper never saw) or outside every segment are dropped (counted in
+   ``session["n_words_dropped"]``).
 5. Low mean word probability over the session → a warning (see *Language* below).
 
 Times
@@ -97,6 +102,7 @@ from features.audio.load import file_sha256
 from features.errors import ModelUnavailable, ParameterError
 from features.sources import dist_version
 from features.stream import Provenance, StreamOutput, StreamStatus
+from features.transcript.judge import DropReport
 
 if TYPE_CHECKING:
     from features.audio.load import Audio
@@ -126,6 +132,8 @@ _MIN_WORDS_PER_SPEECH_S = 0.5
 _MIN_SPEECH_FOR_RATE_CHECK_S = 2.0
 #: random seed of Whisper's temperature-fallback sampling (reruns give the same words)
 _SEED = 0
+#: longest window of the shorter re-decoding of a repetitive stretch over speech (s)
+_REDECODE_WINDOW_S = 10.0
 #: audio beyond a span's (or window's) first and last speech handed to Whisper as context (s)
 _SPAN_MARGIN_S = 1.0
 _OPENAI_WHISPER_INSTALL = (
@@ -499,8 +507,9 @@ class _FasterWhisperBackend:
         applied here per window, as sequential Whisper applies them per 30-s window: a window
         whose ``no_speech_prob`` is above ``no_speech_threshold`` while its average
         log-probability is below ``log_prob_threshold`` is dropped as silence; a window whose
-        text is too repetitive (compression ratio) or too unlikely (log-probability) is decoded
-        again sequentially with the temperature fallback.
+        text is too unlikely (log-probability) is decoded again sequentially with the
+        temperature fallback. A repetitive window is kept as decoded, with the window's
+        compression ratio on its segments, for the stream's judge.
         """
         from faster_whisper import BatchedInferencePipeline
         from faster_whisper.transcribe import get_compression_ratio
@@ -533,24 +542,27 @@ class _FasterWhisperBackend:
                                                         or low_prob):
                 stats["n_windows_no_speech"] += 1
                 continue
-            text = "".join(s.text for s in segs)
-            if cfg.temperature_fallback and (
-                    low_prob or get_compression_ratio(text) > cfg.compression_ratio_threshold):
+            if cfg.temperature_fallback and low_prob:
                 stats["n_windows_redecoded"] += 1
                 raw.extend(self._transcribe_window(y, (a, b), lang).segments)
                 continue
-            raw.extend(_raw_segment(s) for s in segs)
+            # the window's ratio, as sequential Whisper reports it (the stream judges it)
+            ratio = get_compression_ratio("".join(s.text for s in segs).strip())
+            raw.extend(replace(_raw_segment(s), compression_ratio=ratio) for s in segs)
         return self._result(raw, info, language), stats
 
     def _transcribe_window(self, y: np.ndarray, window: tuple[float, float],
                            language: str | None) -> _RawResult:
         """Sequential decoding (temperature fallback) of one window, from a slice of ``y``."""
         part, offset = _with_context(y, *window)
-        result = self.transcribe(part, [(window[0] - offset, window[1] - offset)], language)
+        result = self.transcribe(part, [(window[0] - offset, window[1] - offset)], language,
+                                 compression_fallback=False)
         return _shifted(result, offset)
 
     def transcribe(self, y: np.ndarray, clips: list[tuple[float, float]],
-                   language: str | None) -> _RawResult:
+                   language: str | None, *, compression_fallback: bool = True) -> _RawResult:
+        """Whisper's sequential loop over ``clips``; ``compression_fallback=False`` keeps a
+        repetitive window's greedy text (the stream judges it against the audio)."""
         cfg = self.config
         temps = list(_TEMPERATURES) if cfg.temperature_fallback else [0.0]
         flat = [t for clip in clips for t in clip]
@@ -561,7 +573,8 @@ class _FasterWhisperBackend:
         seg_iter, info = self.model.transcribe(
             y, language=language, task="transcribe", beam_size=cfg.beam_size,
             best_of=cfg.beam_size, temperature=temps,
-            compression_ratio_threshold=cfg.compression_ratio_threshold,
+            compression_ratio_threshold=(cfg.compression_ratio_threshold
+                                         if compression_fallback else None),
             log_prob_threshold=cfg.log_prob_threshold,
             no_speech_threshold=cfg.no_speech_threshold,
             condition_on_previous_text=cfg.condition_on_previous_text,
@@ -713,7 +726,7 @@ class _OpenAIWhisperBackend:
                                                     for k, v in ranked[:3]]
 
     def transcribe(self, y: np.ndarray, clips: list[tuple[float, float]],
-                   language: str | None) -> _RawResult:
+                   language: str | None, *, compression_fallback: bool = True) -> _RawResult:
         import whisper
 
         cfg = self.config
@@ -740,7 +753,8 @@ class _OpenAIWhisperBackend:
             torch.manual_seed(_SEED)
             result = whisper.transcribe(
                 self.model, y, verbose=None, temperature=temps,
-                compression_ratio_threshold=cfg.compression_ratio_threshold,
+                compression_ratio_threshold=(cfg.compression_ratio_threshold
+                                             if compression_fallback else None),
                 logprob_threshold=cfg.log_prob_threshold,
                 no_speech_threshold=cfg.no_speech_threshold,
                 condition_on_previous_text=cfg.condition_on_previous_text,
@@ -822,8 +836,10 @@ class TranscriptStream:
     ``run`` returns one :class:`SegmentTranscript` per segment; ``session`` holds ``language``,
     ``language_probability`` (None unless detected), ``language_source`` (``detected``,
     ``configured`` or ``assumed``), ``text`` (all kept words), ``model``, ``backend``,
-    ``multilingual``, ``clips_s``, ``n_words``, ``n_words_dropped``,
-    ``n_segments_dropped_repetitive``, ``n_words_interpolated``, ``n_words_clamped``,
+    ``multilingual``, ``clips_s``, ``n_words``, ``n_words_dropped``, the
+    :class:`~features.transcript.judge.DropReport` fields (``n_segments_dropped_repetitive``,
+    ``n_segments_dropped_no_speech``, ``n_ranges_redecoded``, ``dropped_speech_s``),
+    ``n_words_interpolated``, ``n_words_clamped``,
     ``mean_word_probability``, ``language_suspect``, and how Whisper was run: ``decoding``
     (``batched`` or ``sequential``), ``n_spans`` (parts of at most ``max_span_s`` transcribed
     one at a time), ``n_windows``, ``n_windows_no_speech`` and ``n_windows_redecoded``.
@@ -858,10 +874,10 @@ class TranscriptStream:
                                  f"{cfg.backend!r}")
         backend = _BACKENDS[cfg.backend](cfg, self.num_threads)
         backend.load()
-        if cfg.speech_gate:
-            from features.segments.vad import SileroVAD
+        from features.segments.vad import SileroVAD
 
-            self._vad = SileroVAD(num_threads=1).load()
+        # the speech gate's VAD; without the gate it still judges suspect Whisper segments
+        self._vad = SileroVAD(num_threads=1).load()
         self._backend = backend
 
     def provenance(self) -> Provenance:
@@ -937,8 +953,23 @@ class TranscriptStream:
         with self._lock:
             raw, decoding = self._transcribe_spans(y, clips, seg_bounds, language)
         session.update(decoding)
+        if raw.language_source == "detected":
+            language = raw.language
+        with self._lock:
+            judged, drops = self._judge(y, raw.segments, clips, seg_bounds, regions, language)
+        session.update(drops.model_dump())
+        if drops.n_segments_dropped_no_speech:
+            warnings.append(f"transcript: {drops.n_segments_dropped_no_speech} Whisper "
+                            "segment(s) dropped as invented (words over no speech)")
+        if drops.n_segments_dropped_repetitive:
+            warnings.append(f"transcript: {drops.n_segments_dropped_repetitive} Whisper "
+                            f"segment(s) dropped as repetitive (compression ratio > "
+                            f"{cfg.compression_ratio_threshold}, after shorter re-decoding)")
+        if drops.dropped_speech_s > 0:
+            warnings.append(f"transcript: {drops.dropped_speech_s:.1f} s of speech lost its "
+                            "words to the hallucination guards (session dropped_speech_s)")
 
-        words, stats = self._collect_words(raw.segments, clips, seg_bounds, warnings)
+        words, stats = self._collect_words(judged, clips, seg_bounds, warnings)
         from features.segments.alignment import assign_to_segments
 
         per_segment, outside = assign_to_segments(words, segs)
@@ -958,7 +989,6 @@ class TranscriptStream:
             "text": " ".join(w.text for w in kept),
             "n_words": len(kept),
             "n_words_dropped": stats["dropped_outside_speech"] + len(outside),
-            "n_segments_dropped_repetitive": stats["dropped_repetitive"],
             "n_words_interpolated": sum(w.interpolated for w in kept),
             "n_words_clamped": sum(w.clamped for w in kept),
             "mean_word_probability": round(mean_p, 4) if mean_p is not None else None,
@@ -1010,7 +1040,7 @@ class TranscriptStream:
             else:
                 result = backend.transcribe(
                     part, [(a - offset, b - offset) for a, b in clips_in_span(clips, span)],
-                    language)
+                    language, compression_fallback=False)
             result = _shifted(result, offset)
             segments.extend(result.segments)
             if first is None:
@@ -1021,6 +1051,80 @@ class TranscriptStream:
             return _RawResult([], language, None, "configured" if language else "assumed"), \
                 decoding
         return replace(first, segments=segments), decoding
+
+    def _judge(self, y: np.ndarray, segments: list[_RawSegment],
+               clips: list[tuple[float, float]], seg_bounds: list[tuple[float, float]],
+               regions: list[tuple[float, float]] | None, language: str | None
+               ) -> tuple[list[_RawSegment], DropReport]:
+        """Whisper's segments judged against the audio (guard 4, :mod:`.judge`).
+
+        Suspect segments over no speech are dropped; repetitive stretches over speech are
+        decoded again in windows of at most ``_REDECODE_WINDOW_S``, cut at our segments'
+        boundaries, with Whisper's temperature fallback; what is still dropped after that is
+        counted, with the seconds of speech under it.
+        """
+        from features.transcript.judge import (
+            is_suspect,
+            judge_segment,
+            merge_intervals,
+            speech_seconds,
+        )
+        from features.transcript.windows import speech_windows
+
+        cfg = self.config
+        assert self._backend is not None
+        speech: list[tuple[float, float]] | None = regions
+
+        def verdict(seg: _RawSegment, final: bool) -> str:
+            nonlocal speech
+            if speech is None:  # no speech gate: Silero only when a segment needs judging
+                if not is_suspect(seg, compression_ratio_threshold=cfg.compression_ratio_threshold,
+                                  no_speech_threshold=cfg.no_speech_threshold):
+                    return "keep"
+                speech = self._speech_regions(y)
+            return judge_segment(seg, speech,
+                                 compression_ratio_threshold=cfg.compression_ratio_threshold,
+                                 no_speech_threshold=cfg.no_speech_threshold, final=final)
+
+        counts = {"hallucination": 0, "repetitive": 0}
+        dropped: list[tuple[float, float]] = []
+        kept: list[_RawSegment] = []
+        redo: list[tuple[float, float]] = []
+        for seg in segments:
+            v = verdict(seg, final=False)
+            if v == "redecode":
+                redo.append((seg.start, seg.end))
+            elif v == "keep":
+                kept.append(seg)
+            else:
+                counts[v] += 1
+                dropped.append((seg.start, seg.end))
+        ranges = [_widen_to_segments(a, b, seg_bounds) for a, b in merge_intervals(redo, 1.0)]
+        ranges = merge_intervals(ranges)
+        for a, b in ranges:
+            kept = [s for s in kept if not a <= (s.start + s.end) / 2 <= b]
+            inside = [(max(c0, a), min(c1, b)) for c0, c1 in clips if c1 > a and c0 < b]
+            for w0, w1 in speech_windows(inside, seg_bounds, max_s=_REDECODE_WINDOW_S):
+                part, offset = _with_context(y, w0, w1)
+                result = _shifted(self._backend.transcribe(
+                    part, [(w0 - offset, w1 - offset)], language), offset)
+                for seg in result.segments:
+                    v = verdict(seg, final=True)
+                    if v == "keep":
+                        kept.append(seg)
+                    else:
+                        counts[v] += 1
+                        dropped.append((seg.start, seg.end))
+        kept.sort(key=lambda s: (s.start, s.end))
+        lost = 0.0
+        if dropped:
+            if speech is None:
+                speech = self._speech_regions(y)
+            lost = sum(speech_seconds(a, b, speech) for a, b in merge_intervals(dropped))
+        return kept, DropReport.model_validate({
+            "n_segments_dropped_repetitive": counts["repetitive"],
+            "n_segments_dropped_no_speech": counts["hallucination"],
+            "n_ranges_redecoded": len(ranges), "dropped_speech_s": round(lost, 3)})
 
     def _speech_regions(self, y: np.ndarray) -> list[tuple[float, float]]:
         from features.segments.vad import speech_regions
@@ -1035,7 +1139,8 @@ class TranscriptStream:
     def _empty_session(reason: str) -> dict[str, Any]:
         return {"language": None, "language_probability": None, "language_source": None,
                 "text": "", "n_words": 0, "n_words_dropped": 0, "mean_word_probability": None,
-                "language_suspect": False, "not_run_reason": reason}
+                "language_suspect": False, "not_run_reason": reason,
+                **DropReport.model_validate({}).model_dump()}
 
     def _output(self, rows: list[SegmentTranscript], session: dict[str, Any],
                 warnings: list[str], t0: float) -> StreamOutput:
@@ -1046,15 +1151,10 @@ class TranscriptStream:
     def _collect_words(self, raw_segments: list[_RawSegment], clips: list[tuple[float, float]],
                        seg_bounds: list[tuple[float, float]], warnings: list[str]
                        ) -> tuple[list[Word], dict[str, int]]:
-        """Raw Whisper segments → timed words trimmed to the speech they overlap (guards 3, 4)."""
-        cfg = self.config
-        stats = {"dropped_repetitive": 0, "dropped_outside_speech": 0}
+        """Judged Whisper segments → timed words trimmed to the speech they overlap (guard 5)."""
+        stats = {"dropped_outside_speech": 0}
         words: list[Word] = []
         for s in raw_segments:
-            if s.compression_ratio is not None and s.compression_ratio > \
-                    cfg.compression_ratio_threshold:
-                stats["dropped_repetitive"] += 1
-                continue
             if s.words:
                 items = [(t, st, en) for t, st, en, _ in s.words]
                 probs = [p for *_, p in s.words]
@@ -1085,10 +1185,6 @@ class TranscriptStream:
                 words.append(Word(text=text, start_s=round(cst, 3), end_s=round(cen, 3),
                                   probability=prob, interpolated=interp,
                                   clamped=(abs(cst - st) > 1e-6 or abs(cen - en) > 1e-6)))
-        if stats["dropped_repetitive"]:
-            warnings.append(f"transcript: {stats['dropped_repetitive']} Whisper segment(s) "
-                            f"dropped as repetitive (compression ratio > "
-                            f"{cfg.compression_ratio_threshold})")
         return words, stats
 
     def _language_check(self, raw: _RawResult, mean_p: float | None, n_words: int,
@@ -1120,6 +1216,16 @@ class TranscriptStream:
                 f"probability {mean_p:.2f} < {cfg.min_mean_word_probability}); {maybe}")
             return True
         return False
+
+
+def _widen_to_segments(start_s: float, end_s: float,
+                       seg_bounds: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """``[start_s, end_s]`` widened to the bounds of the segments it overlaps."""
+    lo, hi = start_s, end_s
+    for a, b in seg_bounds:
+        if b > start_s and a < end_s:
+            lo, hi = min(lo, a), max(hi, b)
+    return lo, hi
 
 
 def _overlap_total(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> float:
