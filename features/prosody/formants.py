@@ -1,6 +1,7 @@
 """Formants F1–F3 of one segment: one Praat ``To Formant (burg)`` per segment.
 
-Praat's standard arguments: time step 0 (= window / 4 = 6.25 ms), 5 formants, maximum formant
+Praat's standard arguments except the time step (0.01 s, as eGeMAPS, instead of window / 4:
+a third of the cost for the same means): 5 formants, maximum formant
 5500 Hz, window 0.025 s, pre-emphasis from 50 Hz. Statistics are over the voiced frames only
 (frames whose centre's nearest pitch frame is voiced), as eGeMAPS does: ``f{k}_mean_hz``
 (mean), ``f{k}_sd_hz`` (sample SD, n − 1), ``f{k}_bw_hz`` (mean bandwidth). Frames where
@@ -16,7 +17,7 @@ import numpy as np
 
 __all__ = ["FORMANT_ARGS", "FORMANT_NAMES", "formant_measures", "voiced_at"]
 
-FORMANT_ARGS: dict[str, Any] = {"command": "To Formant (burg)", "time_step_s": 0.0,
+FORMANT_ARGS: dict[str, Any] = {"command": "To Formant (burg)", "time_step_s": 0.01,
                                 "max_formants": 5, "max_formant_hz": 5500.0,
                                 "window_s": 0.025, "pre_emphasis_hz": 50.0,
                                 "frames": "voiced (nearest pitch frame voiced)"}
@@ -63,10 +64,10 @@ def formant_measures(snd: Any, pitch: Any) -> dict[str, float | None]:
     voiced = voiced_at(times, pitch)
     out: dict[str, float | None] = {}
     for k in (1, 2, 3):
-        freq = np.array([formant.get_value_at_time(k, t) if v else np.nan
-                         for t, v in zip(times, voiced)], dtype=np.float64)
-        bw = np.array([formant.get_bandwidth_at_time(k, t) if v else np.nan
-                       for t, v in zip(times, voiced)], dtype=np.float64)
+        freq = np.array([formant.get_value_at_time(k, t) for t in times[voiced]],
+                        dtype=np.float64)
+        bw = np.array([formant.get_bandwidth_at_time(k, t) for t in times[voiced]],
+                      dtype=np.float64)
         f = freq[np.isfinite(freq)]
         b = bw[np.isfinite(bw)]
         out[f"f{k}_mean_hz"] = float(np.mean(f)) if f.size else None

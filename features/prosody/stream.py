@@ -95,7 +95,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from features.errors import ModelUnavailable, ParameterError
 from features.prosody import syllables as syl
+from features.prosody._praat_worker import run_task
 from features.prosody.formants import FORMANT_ARGS, FORMANT_NAMES, formant_measures, voiced_at
 from features.prosody.spectral import (
     BAND_NEEDS_HZ,
@@ -104,8 +106,6 @@ from features.prosody.spectral import (
     snr_db,
     spectral_frames,
 )
-from features.errors import ModelUnavailable, ParameterError
-from features.prosody._praat_worker import run_task
 from features.prosody.worker import LOST_REASON, PraatWorker, shared_worker
 from features.stream import Provenance, StreamOutput
 
