@@ -41,6 +41,17 @@ syllables, rates           syllable nuclei after de Jong & Wempe (2009), see
                            segment duration; articulation rate = syllables / phonation time.
 pauses                     silent intervals ≥ ``min_pause_s`` (same threshold) with speech on
                            both sides; ratio = pause time / segment duration.
+jitter ddp, shimmer        ``Get jitter (ddp)``, ``Get shimmer (apq11)``, ``(dda)`` on the same
+apq11/dda (%)              pulses and arguments as the other jitter/shimmer values.
+standard HNR, jitter       ``hnr_db_standard``, ``jitter_local_pct_standard``: as above but at
+                           Praat's standard 75 Hz floor / 75–600 Hz range, beside published
+                           numbers.
+formants (Hz)              F1–F3 mean, SD, mean bandwidth over voiced frames, one ``To Formant
+                           (burg)`` (:mod:`features.prosody.formants`).
+spectral balance, band,    alpha ratio, Hammarberg index, slopes 0–500/500–1500 Hz (eGeMAPS),
+SNR                        ``bandwidth_hz``, ``snr_db`` (:mod:`features.prosody.spectral`);
+                           measures the band cannot support are ``None`` with a
+                           ``band-limited:`` reason. Every column: ``docs/measures.md``.
 =========================  ================================================================
 
 Pitch range. Unless ``pitch_floor_hz``/``pitch_ceiling_hz`` are configured, the range is
