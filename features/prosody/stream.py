@@ -41,6 +41,17 @@ syllables, rates           syllable nuclei after de Jong & Wempe (2009), see
                            segment duration; articulation rate = syllables / phonation time.
 pauses                     silent intervals ≥ ``min_pause_s`` (same threshold) with speech on
                            both sides; ratio = pause time / segment duration.
+jitter ddp, shimmer        ``Get jitter (ddp)``, ``Get shimmer (apq11)``, ``(dda)`` on the same
+apq11/dda (%)              pulses and arguments as the other jitter/shimmer values.
+standard HNR, jitter       ``hnr_db_standard``, ``jitter_local_pct_standard``: as above but at
+                           Praat's standard 75 Hz floor / 75–600 Hz range, beside published
+                           numbers.
+formants (Hz)              F1–F3 mean, SD, mean bandwidth over voiced frames, one ``To Formant
+                           (burg)`` (:mod:`features.prosody.formants`).
+spectral balance, band,    alpha ratio, Hammarberg index, slopes 0–500/500–1500 Hz (eGeMAPS),
+SNR                        ``bandwidth_hz``, ``snr_db`` (:mod:`features.prosody.spectral`);
+                           measures the band cannot support are ``None`` with a
+                           ``band-limited:`` reason. Every column: ``docs/measures.md``.
 =========================  ================================================================
 
 Pitch range. Unless ``pitch_floor_hz``/``pitch_ceiling_hz`` are configured, the range is
@@ -98,6 +109,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from features.errors import ModelUnavailable, ParameterError
 from features.prosody import syllables as syl
 from features.prosody._praat_worker import run_task
+from features.prosody.formants import FORMANT_ARGS, FORMANT_NAMES, formant_measures, voiced_at
+from features.prosody.spectral import (
+    BAND_NEEDS_HZ,
+    band_measures,
+    bandwidth_hz,
+    snr_db,
+    spectral_frames,
+)
 from features.prosody.worker import LOST_REASON, PraatWorker, shared_worker
 from features.stream import Provenance, StreamOutput
 
@@ -162,6 +181,13 @@ PRAAT_ARGS: dict[str, Any] = {
                   "time_step_s": _INTENSITY_TIME_STEP_S, "subtract_mean": True,
                   "mean": "energy averaging"},
     "syllables": {"method": "de Jong & Wempe (2009)", "min_sounding_s": _MIN_SOUNDING_S},
+    "standard": {"pitch_range_hz": [DEFAULT_PITCH_FLOOR_HZ, DEFAULT_PITCH_CEILING_HZ],
+                 "hnr_db_standard": "To Harmonicity (cc): 0.01, 75, 0.1, 1.0; Get mean",
+                 "jitter_local_pct_standard": "To Pitch (ac) 75-600 Hz; To PointProcess (cc); "
+                                              "Get jitter (local) 0, 0, 0.0001, 0.02, 1.3"},
+    "formants": FORMANT_ARGS,
+    "spectral": {"method": "numpy; 20 ms Hamming frames, 10 ms hop; voiced frames; "
+                           "eGeMAPS definitions (Eyben et al. 2016)"},
     "pitch_range": {"method": "two-pass (Hirst 2011; De Looze & Hirst 2008)",
                     "first_pass_hz": [FIRST_PASS_FLOOR_HZ, FIRST_PASS_CEILING_HZ],
                     "first_pass_time_step_s": FIRST_PASS_TIME_STEP_S,
@@ -203,6 +229,33 @@ class ProsodyMeasures(BaseModel):
     mean_pause_s: float | None = None
     phonation_time_s: float | None = Field(
         None, description="total duration of sounding (non-silent) intervals")
+    jitter_ddp_pct: float | None = Field(None, description="Praat Get jitter (ddp), %")
+    shimmer_apq11_pct: float | None = Field(None, description="Praat Get shimmer (apq11), %")
+    shimmer_dda_pct: float | None = Field(None, description="Praat Get shimmer (dda), %")
+    hnr_db_standard: float | None = Field(
+        None, description="HNR (dB) at Praat's standard 75 Hz floor, for published values")
+    jitter_local_pct_standard: float | None = Field(
+        None, description="local jitter (%) with Praat's standard 75–600 Hz pitch range")
+    f1_mean_hz: float | None = Field(None, description="F1 mean over voiced frames (Burg)")
+    f1_sd_hz: float | None = None
+    f1_bw_hz: float | None = Field(None, description="F1 mean bandwidth over voiced frames")
+    f2_mean_hz: float | None = None
+    f2_sd_hz: float | None = None
+    f2_bw_hz: float | None = None
+    f3_mean_hz: float | None = None
+    f3_sd_hz: float | None = None
+    f3_bw_hz: float | None = None
+    alpha_ratio_db: float | None = Field(
+        None, description="energy 50–1000 Hz / 1–5 kHz (dB), mean over voiced frames")
+    hammarberg_index_db: float | None = Field(
+        None, description="max energy 0–2 kHz / max 2–5 kHz (dB), mean over voiced frames")
+    spectral_slope_0_500: float | None = Field(
+        None, description="slope of the dB power spectrum 0–500 Hz (dB/Hz), voiced frames")
+    spectral_slope_500_1500: float | None = Field(
+        None, description="slope of the dB power spectrum 500–1500 Hz (dB/Hz), voiced frames")
+    bandwidth_hz: float | None = Field(
+        None, description="effective band of the segment (Hz; Nyquist when not band-limited)")
+    snr_db: float | None = Field(None, description="blind SNR estimate from frame powers (dB)")
     pitch_floor_hz: float | None = None
     pitch_ceiling_hz: float | None = None
     missing: dict[str, str] = Field(default_factory=dict,
@@ -220,6 +273,11 @@ _JITTER = ("jitter_local_pct", "jitter_rap_pct", "jitter_ppq5_pct")
 _SHIMMER = ("shimmer_local_pct", "shimmer_local_db", "shimmer_apq3_pct", "shimmer_apq5_pct")
 _RATE = ("syllable_count", "speech_rate_syl_per_s", "articulation_rate_syl_per_s")
 _PAUSE = ("pause_count", "pause_ratio", "mean_pause_s", "phonation_time_s")
+_PERTURB_MORE = ("jitter_ddp_pct", "shimmer_apq11_pct", "shimmer_dda_pct")
+_STANDARD = ("hnr_db_standard", "jitter_local_pct_standard")
+_SPECTRAL = tuple(BAND_NEEDS_HZ)
+#: a measure's reason in ``missing`` starts with this when the segment's band cannot support it
+BAND_LIMITED = "band-limited: "
 
 
 class ProsodyConfig(BaseModel):
@@ -473,12 +531,13 @@ def _perturbation(row: _Row, snd: Any, pitch: Any, n_voiced: int) -> None:
     from parselmouth.praat import call
 
     if n_voiced == 0:
-        row.fail(_JITTER + _SHIMMER, "no voiced frames")
+        row.fail(_JITTER + _SHIMMER + _PERTURB_MORE, "no voiced frames")
         return
     try:
         pp = call([snd, pitch], "To PointProcess (cc)")
     except parselmouth.PraatError as exc:
-        row.fail(_JITTER + _SHIMMER, _praat_reason(exc, "pulse detection", _dur(snd)))
+        row.fail(_JITTER + _SHIMMER + _PERTURB_MORE,
+                 _praat_reason(exc, "pulse detection", _dur(snd)))
         return
     j = PRAAT_ARGS["jitter"]
     jargs = (0.0, 0.0, j["period_floor_s"], j["period_ceiling_s"], j["max_period_factor"])
@@ -486,7 +545,8 @@ def _perturbation(row: _Row, snd: Any, pitch: Any, n_voiced: int) -> None:
                  "limits 0.0001–0.02 s and factor 1.3)")
     for name, cmd in (("jitter_local_pct", "Get jitter (local)"),
                       ("jitter_rap_pct", "Get jitter (rap)"),
-                      ("jitter_ppq5_pct", "Get jitter (ppq5)")):
+                      ("jitter_ppq5_pct", "Get jitter (ppq5)"),
+                      ("jitter_ddp_pct", "Get jitter (ddp)")):
         try:
             row.put(name, 100.0 * float(call(pp, cmd, *jargs)), undefined)
         except parselmouth.PraatError as exc:
@@ -495,7 +555,9 @@ def _perturbation(row: _Row, snd: Any, pitch: Any, n_voiced: int) -> None:
     for name, cmd, scale in (("shimmer_local_pct", "Get shimmer (local)", 100.0),
                              ("shimmer_local_db", "Get shimmer (local_dB)", 1.0),
                              ("shimmer_apq3_pct", "Get shimmer (apq3)", 100.0),
-                             ("shimmer_apq5_pct", "Get shimmer (apq5)", 100.0)):
+                             ("shimmer_apq5_pct", "Get shimmer (apq5)", 100.0),
+                             ("shimmer_apq11_pct", "Get shimmer (apq11)", 100.0),
+                             ("shimmer_dda_pct", "Get shimmer (dda)", 100.0)):
         try:
             row.put(name, scale * float(call([snd, pp], cmd, *sargs)), undefined)
         except parselmouth.PraatError as exc:
@@ -517,6 +579,85 @@ def _hnr(row: _Row, snd: Any, floor: float, n_voiced: int) -> None:
                 "Praat: undefined (no periodic frames in the harmonicity analysis)")
     except parselmouth.PraatError as exc:
         row.put("hnr_db", None, _praat_reason(exc, "harmonicity analysis", _dur(snd)))
+
+
+def _standard(row: _Row, snd: Any, pitch: Any, floor: float, ceiling: float) -> None:
+    """HNR and local jitter at Praat's standard range (75–600 Hz), beside the adaptive ones."""
+    import parselmouth
+    from parselmouth.praat import call
+
+    lo, hi = DEFAULT_PITCH_FLOOR_HZ, DEFAULT_PITCH_CEILING_HZ
+    if (floor, ceiling) == (lo, hi):  # the adaptive range is the standard one: same values
+        row.put("hnr_db_standard", row.values.get("hnr_db"), row.missing.get("hnr_db", ""))
+        row.put("jitter_local_pct_standard", row.values.get("jitter_local_pct"),
+                row.missing.get("jitter_local_pct", ""))
+        return
+    h = PRAAT_ARGS["harmonicity"]
+    try:
+        harm = call(snd, "To Harmonicity (cc)", h["time_step_s"], lo,
+                    h["silence_threshold"], h["periods_per_window"])
+        row.put("hnr_db_standard", float(call(harm, "Get mean", 0.0, 0.0)),
+                "Praat: undefined (no periodic frames in the harmonicity analysis)")
+    except parselmouth.PraatError as exc:
+        row.put("hnr_db_standard", None,
+                _praat_reason(exc, "harmonicity analysis (75 Hz)", _dur(snd)))
+    j = PRAAT_ARGS["jitter"]
+    try:
+        std_pitch = snd.to_pitch_ac(pitch_floor=lo, pitch_ceiling=hi)
+        pp = call([snd, std_pitch], "To PointProcess (cc)")
+        row.put("jitter_local_pct_standard",
+                100.0 * float(call(pp, "Get jitter (local)", 0.0, 0.0, j["period_floor_s"],
+                                   j["period_ceiling_s"], j["max_period_factor"])),
+                "Praat: undefined (too few consecutive periods at 75–600 Hz)")
+    except parselmouth.PraatError as exc:
+        row.put("jitter_local_pct_standard", None,
+                _praat_reason(exc, "pitch/pulse analysis (75–600 Hz)", _dur(snd)))
+
+
+def _formants(row: _Row, snd: Any, pitch: Any, n_voiced: int) -> None:
+    import parselmouth
+
+    if n_voiced == 0:
+        row.fail(FORMANT_NAMES, "no voiced frames")
+        return
+    try:
+        values = formant_measures(snd, pitch)
+    except parselmouth.PraatError as exc:
+        row.fail(FORMANT_NAMES, _praat_reason(exc, "formant analysis (Burg)", _dur(snd)))
+        return
+    for name, v in values.items():
+        row.put(name, v, "no voiced frame with this formant" if name.endswith("_mean_hz")
+                or name.endswith("_bw_hz") else "fewer than 2 voiced frames with this formant")
+
+
+def _spectral(row: _Row, x: np.ndarray, sr: int, pitch: Any) -> None:
+    """Signal quality (band, SNR) and spectral balance; measures the band cannot support are
+    ``None`` with a ``band-limited:`` reason."""
+    frames = spectral_frames(x, sr)
+    short = "segment shorter than one 20 ms analysis frame"
+    band = bandwidth_hz(frames)
+    row.put("bandwidth_hz", band, short)
+    row.put("snr_db", snr_db(frames), "fewer than 10 frames, or the quietest frames are "
+            "digital silence (noise floor 0)")
+    if pitch is None:
+        row.fail(_SPECTRAL, "no pitch track (voiced frames unknown)")
+    else:
+        voiced = voiced_at(frames.times_s, pitch)
+        for name, v in band_measures(frames, voiced).items():
+            row.put(name, v, "no voiced frames")
+    if band is None:
+        return
+    for name, need in BAND_NEEDS_HZ.items():
+        if band < need:
+            row.values[name] = None
+            row.missing[name] = (f"{BAND_LIMITED}the segment's band ends at {band:.0f} Hz; "
+                                 f"{name} reads energy up to {need:.0f} Hz")
+    if band < FORMANT_ARGS["max_formant_hz"] - 500.0:
+        for name in FORMANT_NAMES:
+            row.values[name] = None
+            row.missing[name] = (
+                f"{BAND_LIMITED}the segment's band ends at {band:.0f} Hz; the Burg analysis "
+                f"fits 5 formants up to {FORMANT_ARGS['max_formant_hz']:.0f} Hz")
 
 
 def _cpps(row: _Row, snd: Any) -> None:
@@ -686,7 +827,8 @@ def _measure(row: _Row, x: np.ndarray, sr: int, duration_s: float, floor: float,
         pitch = snd.to_pitch_ac(pitch_floor=floor, pitch_ceiling=ceiling)
     except parselmouth.PraatError as exc:
         reason = _praat_reason(exc, f"pitch analysis (floor {floor:g} Hz)", duration_s)
-        row.fail(_F0 + _JITTER + _SHIMMER + ("hnr_db", "voiced_fraction") + _RATE, reason)
+        row.fail(_F0 + _JITTER + _SHIMMER + _PERTURB_MORE + ("hnr_db", "voiced_fraction")
+                 + _RATE + FORMANT_NAMES, reason)
     if pitch is not None:
         f0 = np.asarray(pitch.selected_array["frequency"], dtype=np.float64)
         n_voiced = int(np.count_nonzero(f0 > 0))
@@ -694,7 +836,10 @@ def _measure(row: _Row, x: np.ndarray, sr: int, duration_s: float, floor: float,
         _f0_measures(row, f0)
         _perturbation(row, snd, pitch, n_voiced)
         _hnr(row, snd, floor, n_voiced)
+        _formants(row, snd, pitch, n_voiced)
+    _standard(row, snd, pitch, floor, ceiling)
     _cpps(row, snd)
+    _spectral(row, x, sr, pitch)
     # without a pitch track (Praat refused it) the rates keep the pitch's reason
     _timing(row, snd, pitch, n_voiced, duration_s, min_pause_s=min_pause_s,
             silence_threshold_db=silence_threshold_db, min_dip_db=min_dip_db)
