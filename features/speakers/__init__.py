@@ -1,0 +1,1 @@
+"""Speaker diarization: who speaks when (GE2E embeddings + clustering, or one speaker per channel)."""
