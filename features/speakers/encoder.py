@@ -13,6 +13,7 @@ torch is imported lazily, on :meth:`SpeakerEncoder.load`.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import threading
 from pathlib import Path
@@ -85,21 +86,36 @@ def normalize_volume(y: np.ndarray, target_dbfs: float = _TARGET_DBFS) -> np.nda
     return (y * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=1)
+def _mel_basis() -> np.ndarray:
+    import librosa.filters  # the filter bank only: librosa.feature costs seconds to import
+
+    return np.asarray(librosa.filters.mel(sr=SR, n_fft=_N_FFT, n_mels=_N_MELS), np.float32)
+
+
 def mel_frames(y: np.ndarray) -> np.ndarray:
     """40-band mel power frames of a 16 kHz signal, shape ``(n_frames, 40)``, float32.
 
-    Same front end as the encoder's training (librosa defaults: Hann window, centred frames,
-    power 2, Slaney mel scale; not a log spectrogram). Frame ``i`` is centred at ``i * 10 ms``.
+    The encoder's front end, as ``librosa.feature.melspectrogram`` computes it (Hann window,
+    centred frames with zero padding, power 2, Slaney mel filters; not a log spectrogram),
+    in numpy. Frame ``i`` is centred at ``i * 10 ms``.
     """
-    import librosa
-
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ParameterError(f"the speaker encoder needs a mono signal; got shape {y.shape}")
     if len(y) == 0:
         return np.zeros((0, _N_MELS), dtype=np.float32)
-    m = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=_N_FFT, hop_length=_HOP, n_mels=_N_MELS)
-    return np.ascontiguousarray(m.T.astype(np.float32))
+    padded = np.pad(y, _N_FFT // 2)
+    n_frames = 1 + (len(padded) - _N_FFT) // _HOP
+    window = np.hanning(_N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann, as scipy's
+    basis = _mel_basis()
+    out = np.empty((n_frames, _N_MELS), dtype=np.float32)
+    step = 4096  # frames per block: bounded memory on long files
+    for i in range(0, n_frames, step):
+        idx = np.arange(i, min(n_frames, i + step))[:, None] * _HOP + np.arange(_N_FFT)[None, :]
+        spec = np.abs(np.fft.rfft(padded[idx] * window, axis=1)) ** 2
+        out[i:i + len(idx)] = spec.astype(np.float32) @ basis.T
+    return out
 
 
 class SpeakerEncoder:
