@@ -141,7 +141,7 @@ def test_two_real_voices_counted_and_labelled(encoder: SpeakerEncoder) -> None:
                for s in res.speakers)
     assert voiceprint_similarity(res.speakers[0].voiceprint, res.speakers[1].voiceprint) < 0.8
     # turns are sorted and never overlap one another
-    for a, b in zip(res.turns, res.turns[1:]):
+    for a, b in zip(res.turns, res.turns[1:], strict=False):
         assert a.end_s <= b.start_s + 1e-9
 
 
@@ -177,7 +177,7 @@ def test_speech_windows_cover_each_segment_exactly() -> None:
     assert wins[0].t0_s == 0.5 and wins[0].t1_s == 1.2
     rest = [w for w in wins if w.seg == 1]
     assert rest[0].t0_s == 2.0 and rest[-1].t1_s == 7.33
-    assert all(abs(a.t1_s - b.t0_s) < 1e-9 for a, b in zip(rest, rest[1:]))
+    assert all(abs(a.t1_s - b.t0_s) < 1e-9 for a, b in zip(rest, rest[1:], strict=False))
 
 
 # ----------------------------------------------------------------------- channels mode

@@ -136,7 +136,7 @@ def _absorb_short(lab: np.ndarray, min_frames: int) -> np.ndarray:
     while True:
         change = np.flatnonzero(np.diff(lab)) + 1
         bounds = np.concatenate([[0], change, [len(lab)]])
-        runs = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        runs = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=False)]
         if len(runs) <= 1:
             return lab
         short = [(b - a, i) for i, (a, b) in enumerate(runs) if b - a < min_frames]
