@@ -60,6 +60,7 @@ __all__ = [
     "TARGET_SR",
     "DEFAULT_MAX_DURATION_S",
     "load_audio",
+    "load_channels",
     "audio_from_signal",
     "to_mono",
     "resample",
@@ -713,6 +714,40 @@ def load_stdin(
             problem = exc.problem.replace(str(spool), STDIN_PATH)
             raise type(exc)(STDIN_PATH, problem) from None
     return replace(audio, source=replace(audio.source, path=STDIN_PATH))
+
+
+def load_channels(
+    path: str | os.PathLike[str],
+    *,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    timeout_s: float = DEFAULT_DECODE_TIMEOUT_S,
+) -> np.ndarray:
+    """Every channel of a file, un-mixed, at 16 kHz: float32 ``(n, channels)``.
+
+    For analyses that need the channels apart (one speaker per channel). The file is first
+    checked and decoded by :func:`load_audio` (same errors, same limits), then decoded again
+    whole, so this costs ``channels`` times the mono result: use it only when the channels
+    are needed.
+
+    Raises
+    ------
+    AudioError
+        As :func:`load_audio`.
+    """
+    mono = load_audio(path, max_duration_s=max_duration_s, timeout_s=timeout_s, hash_file=False)
+    p, name = Path(path), str(path)
+    sr, channels = mono.source.original_sr, mono.source.channels
+    if mono.source.decoder == "soundfile":
+        import soundfile as sf
+
+        frames, _sr = sf.read(str(p), dtype="float32", always_2d=True)
+    else:
+        frames = _decode_ffmpeg(p, sr, channels, int(max_duration_s * sr), timeout_s)
+    if not np.all(np.isfinite(frames)):
+        raise InvalidSamplesError(name, "the audio contains NaN or infinite samples")
+    cols = [resample(np.ascontiguousarray(frames[:, c]), sr) for c in range(frames.shape[1])]
+    n = min(len(c) for c in cols)
+    return np.stack([c[:n] for c in cols], axis=1).astype(np.float32, copy=False)
 
 
 _ERRORS_BY_CODE: dict[str, type[AudioError]] = {

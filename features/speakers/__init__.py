@@ -1,0 +1,2 @@
+"""Speaker diarization: who speaks when (GE2E embeddings + clustering, or one speaker per
+channel)."""
