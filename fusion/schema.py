@@ -372,7 +372,7 @@ def _extended_results(extra: tuple[StreamSpec, ...]
         "SegmentResult", __base__=SegmentResult, __module__=__name__, **fields)
     session_model: type[SessionResult] = create_model(
         "SessionResult", __base__=SessionResult, __module__=__name__,
-        segments=(list[seg_model], ...))  # type: ignore[valid-type]
+        segments=(list[seg_model], ...))
     return seg_model, session_model
 
 
