@@ -318,7 +318,7 @@ def test_row14_api_cli_file_signal_identical(tmp_path: Path, jfk_path: Path) -> 
     assert out.returncode == 0, out.stderr
     by_cli = json.loads((tmp_path / "jfk.json").read_text())
     app = create_app(cfg, settings=ServerSettings(temp_dir=tmp_path / "srv", workers=1))
-    with TestClient(app, client=("127.0.0.1", 50000)) as client:
+    with TestClient(app, base_url="http://localhost", client=("127.0.0.1", 50000)) as client:
         resp = client.post("/v1/analyze", files={"file": ("jfk.flac", jfk_path.read_bytes(),
                                                           "audio/flac")})
     assert resp.status_code == 200, resp.text
