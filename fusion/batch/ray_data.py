@@ -113,8 +113,8 @@ def run_ray(tasks: Sequence[FileTask], config_json: str, *, num_workers: int,
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
         items = [{"index": t.index, "path": t.path} for t in tasks]
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(
+        source = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = source.map_batches(
             _AnalyzeActor,
             fn_constructor_kwargs={"config_json": config_json,
                                    "threads_per_worker": threads_per_worker, "limits": limits},
