@@ -10,6 +10,7 @@ __all__ = [
     "VocalfusionError",
     "ParameterError",
     "ConfigError",
+    "InputFileError",
     "AudioError",
     "AudioFileNotFoundError",
     "EmptyAudioFileError",
@@ -34,6 +35,25 @@ class ParameterError(VocalfusionError, ValueError):
 
 class ConfigError(VocalfusionError, ValueError):
     """A configuration file or override is invalid (unknown key, wrong type, bad value)."""
+
+
+class InputFileError(VocalfusionError):
+    """A path given as input is missing, not a regular file, unreadable or over a size cap.
+
+    Parameters
+    ----------
+    path : str
+        The path as the user gave it.
+    problem : str
+        What is wrong, in plain words.
+    kind : {"not_found", "not_regular", "unreadable", "too_large"}
+    """
+
+    def __init__(self, path: str, problem: str, *, kind: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.kind = kind
+        super().__init__(f"{self.path}: {problem}")
 
 
 class AudioError(VocalfusionError):
