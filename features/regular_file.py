@@ -57,12 +57,13 @@ def open_regular(path: str | os.PathLike[str], *, what: str = "input") -> Binary
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise InputFileError(name, f"{what} file not found", kind="not_found") from None
+        raise InputFileError(name, f"cannot read {what} file (file not found)",
+                             kind="not_found") from None
     except IsADirectoryError:
         raise InputFileError(name, f"is a directory, not a {what} file",
                              kind="not_regular") from None
     except OSError as exc:
-        raise InputFileError(name, f"cannot open the {what} file ({exc.strerror})",
+        raise InputFileError(name, f"cannot read {what} file ({exc.strerror})",
                              kind="unreadable") from None
     try:
         mode = os.fstat(fd).st_mode
@@ -92,7 +93,7 @@ def read_capped(path: str | os.PathLike[str], *, max_bytes: int, what: str = "in
         try:
             data = fh.read(max_bytes + 1)
         except OSError as exc:
-            raise InputFileError(str(path), f"cannot read the {what} file ({exc.strerror})",
+            raise InputFileError(str(path), f"cannot read {what} file ({exc.strerror})",
                                  kind="unreadable") from None
     if len(data) > max_bytes:
         raise InputFileError(str(path), f"{what} file is larger than the limit of {max_bytes} "

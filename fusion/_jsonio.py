@@ -1,4 +1,4 @@
-"""Safe reading and strict writing of the JSON files fusion loads and writes.
+"""Safe reading of the JSON files fusion loads.
 
 Reading (models, priors, norms, speaker profiles, saved results): pickle and other executable
 formats are refused before anything is parsed (a model file is data, and data must never run
@@ -7,9 +7,7 @@ code when it is loaded); only regular files are read, with a byte cap
 non-standard constants ``NaN``/``Infinity`` (or numbers that overflow to infinity, ``1e400``)
 are refused with a :class:`~features.errors.ConfigError` naming the key.
 
-Writing: :func:`dumps_strict` writes strict JSON (RFC 8259); a non-finite float becomes the
-string ``"Infinity"``, ``"-Infinity"`` or ``"NaN"`` (which pydantic reads back as the float),
-never ``null`` (that means "not measured") and never a bare ``Infinity`` literal.
+(Writing strict JSON: :func:`fusion.schema.dumps_strict`.)
 """
 
 from __future__ import annotations
@@ -24,8 +22,8 @@ from typing import Any
 from features.errors import ConfigError, InputFileError, UnsafeModelFileError
 from features.regular_file import read_capped
 
-__all__ = ["read_json_file", "read_json_bytes", "parse_json", "dumps_strict",
-           "strict_jsonable", "sha256_bytes", "UNSAFE_SUFFIXES", "MAX_DEPTH", "MAX_BYTES"]
+__all__ = ["read_json_file", "read_json_bytes", "parse_json", "sha256_bytes",
+           "UNSAFE_SUFFIXES", "MAX_DEPTH", "MAX_BYTES"]
 
 #: file name endings of formats that execute code (or may) when loaded
 UNSAFE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".npy", ".npz",
@@ -144,23 +142,3 @@ def _check_values(obj: Any, *, source: str, what: str) -> None:
                 key = f"{path}[{k}]" if isinstance(node, list) else (f"{path}.{k}" if path
                                                                      else str(k))
                 stack.append((key, depth + 1, v))
-
-
-def strict_jsonable(obj: Any) -> Any:
-    """``obj`` with every non-finite float replaced by ``"Infinity"``, ``"-Infinity"`` or
-    ``"NaN"`` (dicts, lists and tuples are copied; other values are returned as they are)."""
-    if isinstance(obj, float):
-        if math.isfinite(obj):
-            return obj
-        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
-    if isinstance(obj, dict):
-        return {k: strict_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_jsonable(v) for v in obj]
-    return obj
-
-
-def dumps_strict(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
-    """Strict JSON text of ``obj`` (see the module docstring for non-finite floats)."""
-    return json.dumps(strict_jsonable(obj), indent=indent, sort_keys=sort_keys,
-                      ensure_ascii=False, allow_nan=False)

@@ -252,7 +252,7 @@ def test_result_json_is_strict_and_keeps_infinity_apart_from_null() -> None:
 
 
 def test_manifest_writer_is_strict() -> None:
-    from fusion._jsonio import dumps_strict
+    from fusion.schema import dumps_strict
 
     text = dumps_strict({"config": {"audio": {"max_duration_s": math.inf}}, "n": [math.nan]})
     doc = _strict_loads(text)

@@ -62,6 +62,7 @@ from fusion.files import (
     find_audio_files,
     read_path_list,
 )
+from fusion.schema import dumps_strict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -411,7 +412,7 @@ def run_batch(
         "started_at": started_at.isoformat(), "n_files": len(paths),
         "n_cached": len(cached),
     }
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2))
+    atomic_write_text(out / "manifest.json", dumps_strict(manifest))
     if progress is not None:
         progress.begin(total=len(paths), cached=len(cached), engine=engine,
                        num_workers=n_workers)
@@ -452,7 +453,7 @@ def run_batch(
     except BaseException:
         manifest.update(status="interrupted", finished_at=datetime.now(UTC).isoformat(),
                         n_analysed=len(analysed), n_failed=len(errors))
-        atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2))
+        atomic_write_text(out / "manifest.json", dumps_strict(manifest))
         raise
 
     elapsed = time.perf_counter() - t0
@@ -481,7 +482,7 @@ def run_batch(
                                                   "audio_s", "files_per_min"}),
                     outputs={"results": RESULTS_DIR, "segments": "segments.parquet",
                              "sessions": "sessions.parquet", "errors": "errors.csv"})
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2))
+    atomic_write_text(out / "manifest.json", dumps_strict(manifest))
     if progress is not None:
         progress.end(summary)
     return summary
