@@ -13,6 +13,7 @@ __all__ = [
     "InputFileError",
     "AudioError",
     "AudioFileNotFoundError",
+    "UnreadableAudioFileError",
     "EmptyAudioFileError",
     "NotAudioError",
     "CorruptAudioError",
@@ -78,6 +79,10 @@ class AudioError(VocalfusionError):
 
 class AudioFileNotFoundError(AudioError, FileNotFoundError):
     code = "file_not_found"
+
+
+class UnreadableAudioFileError(AudioError):
+    code = "unreadable"
 
 
 class EmptyAudioFileError(AudioError):

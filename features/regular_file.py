@@ -68,8 +68,8 @@ def open_regular(path: str | os.PathLike[str], *, what: str = "input") -> Binary
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise InputFileError(name, f"{_kind(mode)}, not a regular {what} file; only "
-                                 "regular files are read", kind="not_regular")
+            raise InputFileError(name, f"{_kind(mode)}, not a regular file (only regular "
+                                 f"files are read as {what})", kind="not_regular")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

@@ -23,7 +23,7 @@ from features.errors import ConfigError, InputFileError, UnsafeModelFileError
 from features.regular_file import read_capped
 
 __all__ = ["read_json_file", "read_json_bytes", "parse_json", "sha256_bytes",
-           "UNSAFE_SUFFIXES", "MAX_DEPTH", "MAX_BYTES"]
+           "UNSAFE_SUFFIXES", "MAX_DEPTH", "MAX_BYTES", "MAX_RESULT_BYTES"]
 
 #: file name endings of formats that execute code (or may) when loaded
 UNSAFE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".npy", ".npz",
@@ -32,6 +32,8 @@ UNSAFE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".npy",
 #: largest JSON file read (bytes)
 MAX_BYTES = 50 * 1024 * 1024
 _MAX_BYTES = MAX_BYTES
+#: largest saved analysis (result JSON) read back
+MAX_RESULT_BYTES = 256 * 1024 * 1024
 #: deepest nesting of objects/arrays accepted (vocalfusion's own files nest ≤ 8 levels)
 MAX_DEPTH = 64
 

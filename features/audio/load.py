@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -48,11 +48,14 @@ from features.errors import (
     CorruptAudioError,
     DecodeTimeoutError,
     EmptyAudioFileError,
+    InputFileError,
     InvalidSamplesError,
     NotAudioError,
     ParameterError,
+    UnreadableAudioFileError,
     ZeroLengthAudioError,
 )
+from features.regular_file import open_regular
 
 __all__ = [
     "Audio",
@@ -67,6 +70,7 @@ __all__ = [
     "sniff_format",
     "probe_duration_s",
     "file_sha256",
+    "open_audio_file",
     "STDIN_PATH",
     "STDIN_MAX_BYTES",
     "load_stdin",
@@ -345,13 +349,47 @@ def _mpeg_frame_length(buf: bytes, i: int) -> int:
     return coef * kbps * 1000 // sr + padding
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 hex digest of a file's bytes, read in 1 MiB blocks."""
+def open_audio_file(path: str | os.PathLike[str], name: str | None = None) -> BinaryIO:
+    """Open an audio input for reading: regular files only (never a FIFO, device, socket or
+    directory, also behind a symlink), checked on the open descriptor.
+
+    Raises
+    ------
+    AudioFileNotFoundError, NotAudioError, UnreadableAudioFileError
+    """
+    name = str(path) if name is None else name
+    try:
+        return open_regular(path, what="audio")
+    except InputFileError as exc:
+        if exc.kind == "not_found":
+            raise AudioFileNotFoundError(name, "file not found") from None
+        if exc.kind == "not_regular":
+            raise NotAudioError(name, exc.problem + " (to read audio from standard input give "
+                                "`-` as the path)") from None
+        raise UnreadableAudioFileError(name, exc.problem) from None
+
+
+def _sha256_of(fh: BinaryIO, name: str) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    fh.seek(0)
+    try:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
+    except OSError as exc:
+        raise UnreadableAudioFileError(name, f"cannot read the file ({exc.strerror})") from None
     return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 hex digest of a regular file's bytes, read in 1 MiB blocks.
+
+    Raises
+    ------
+    AudioFileNotFoundError, NotAudioError, UnreadableAudioFileError
+        Missing, not a regular file (a FIFO would block for ever), or unreadable.
+    """
+    with open_audio_file(path) as fh:
+        return _sha256_of(fh, str(path))
 
 
 def _ffmpeg_binary(name: str) -> str | None:
@@ -589,25 +627,17 @@ def load_audio(
         return load_stdin(max_duration_s=max_duration_s, timeout_s=timeout_s,
                           hash_file=hash_file, isolate=isolate)
     p = Path(path)
-    if not p.exists():
-        raise AudioFileNotFoundError(name, "file not found")
-    if p.is_dir():
-        raise NotAudioError(name, "is a directory, not an audio file")
-    if not p.is_file():
-        raise NotAudioError(name, "not a regular file (a pipe, socket or device such as "
-                            "/dev/stdin); to read audio from standard input give `-` as "
-                            "the path")
-    size = p.stat().st_size
-    if size == 0:
-        raise EmptyAudioFileError(name, "the file is empty (0 bytes)")
-    with open(p, "rb") as fh:
+    with open_audio_file(p, name) as fh:  # regular files only; checked on the open descriptor
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            raise EmptyAudioFileError(name, "the file is empty (0 bytes)")
         head = fh.read(_HEAD_BYTES)
-    fmt = sniff_format(p, head)
-    if fmt is None:
-        raise NotAudioError(
-            name, "not a recognised audio file (content is not WAV, FLAC, OGG, AIFF, MP3, "
-            "MP4/M4A, AAC or WebM)")
-    digest = file_sha256(p) if hash_file else None
+        fmt = sniff_format(p, head)
+        if fmt is None:
+            raise NotAudioError(
+                name, "not a recognised audio file (content is not WAV, FLAC, OGG, AIFF, MP3, "
+                "MP4/M4A, AAC or WebM)")
+        digest = _sha256_of(fh, name) if hash_file else None
     if isolate:
         return _load_isolated(p, name, fmt, digest, max_duration_s, timeout_s)
 
@@ -753,6 +783,7 @@ def load_channels(
 _ERRORS_BY_CODE: dict[str, type[AudioError]] = {
     cls.code: cls for cls in (
         AudioFileNotFoundError, EmptyAudioFileError, NotAudioError, CorruptAudioError,
+        UnreadableAudioFileError,
         ZeroLengthAudioError, InvalidSamplesError, AudioTooLongError, DecodeTimeoutError)
 }
 

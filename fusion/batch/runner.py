@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.audio.load import file_sha256
+from features.errors import AudioError
 from fusion.batch.pool import BatchError, FileLimits, FileOutcome, FileTask, LocalPool
 from fusion.config import Config, load_config
 from fusion.engine.many import analyze_files_in_process, concat_segments, segments_table
@@ -271,8 +272,9 @@ def _up_to_date(json_path: Path, path: str, config_hash: str, version: str) -> b
         if (data["config_hash"] != config_hash or data["package_version"] != version
                 or src["path"] != path or not src.get("sha256")):
             return False
+        # file_sha256 reads regular files only (a FIFO would block): anything else is redone
         return bool(src["sha256"] == file_sha256(path))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AudioError):
         return False
 
 
