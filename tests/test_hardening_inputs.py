@@ -116,10 +116,21 @@ def test_channel_axis_is_the_short_axis(shape: tuple[int, int]) -> None:
     assert a.duration_s == pytest.approx(max(shape) / 16000)
 
 
-@pytest.mark.parametrize("shape", [(40, 40), (33, 20), (100, 3000), (64, 64), (8, 8)])
+@pytest.mark.parametrize("shape", [(40, 40), (20, 32), (100, 3000), (64, 64), (8, 8),
+                                   (1, 1)])
 def test_shapes_the_rule_cannot_decide_are_refused(shape: tuple[int, int]) -> None:
     with pytest.raises(ParameterError, match="channel"):
         audio_from_signal(np.zeros(shape, dtype=np.float32), 16000)
+
+
+def test_process_signal_uses_the_rule() -> None:
+    from fusion.engine.analyzer import Analyzer
+
+    cfg = Config().with_overrides({"emotion.enabled": False, "transcript.enabled": False,
+                                   "sentiment.enabled": False, "prosody.enabled": False})
+    analyzer = Analyzer(cfg)
+    with pytest.raises(ParameterError, match="channel axis"):
+        analyzer.process_signal(np.zeros((100, 3000), dtype=np.float32), 16000)
 
 
 def test_three_dimensional_array_is_refused() -> None:

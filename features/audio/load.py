@@ -65,6 +65,8 @@ __all__ = [
     "load_audio",
     "load_channels",
     "audio_from_signal",
+    "channel_axis",
+    "MAX_SIGNAL_CHANNELS",
     "to_mono",
     "resample",
     "sniff_format",
@@ -78,6 +80,8 @@ __all__ = [
 
 #: every stream works on 16 kHz mono float32
 TARGET_SR = 16_000
+#: most channels an in-memory signal may have (see :func:`channel_axis`)
+MAX_SIGNAL_CHANNELS = 32
 #: default refusal limit for one file: 4 hours
 DEFAULT_MAX_DURATION_S = 4 * 3600.0
 #: default wall-clock limit for decoding one file with ffmpeg
@@ -199,6 +203,33 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int = TARGET_SR) -> np.ndar
     return soxr.resample(y.astype(np.float32, copy=False), orig_sr, target_sr, quality="VHQ")
 
 
+def channel_axis(shape: tuple[int, ...], *, name: str = "<signal>") -> int:
+    """The channel axis of a 2-D signal of ``shape``: the one axis of length at most
+    :data:`MAX_SIGNAL_CHANNELS`.
+
+    The rule: exactly one axis may be that short, and it holds the channels; the other holds
+    the samples. ``(9, 32000)`` and ``(32000, 9)`` are both 9 channels of 32 000 samples.
+    A shape with both axes that short (``(8, 8)``: which is time?) or neither (``(100,
+    3000)``: 100 or 3000 channels?) is refused: pass ``(n, channels)`` explicitly shaped,
+    or mix down first.
+
+    Raises
+    ------
+    ParameterError
+        The rule cannot decide (the message names the shape and the rule).
+    """
+    short = [i for i, n in enumerate(shape[:2]) if n <= MAX_SIGNAL_CHANNELS]
+    if len(short) == 1:
+        return short[0]
+    why = ("both axes" if short else "neither axis") + f" {'are' if short else 'is'} at most " \
+        f"{MAX_SIGNAL_CHANNELS} long"
+    raise ParameterError(
+        f"{name}: cannot tell the channel axis of an array of shape {tuple(shape)} ({why}); "
+        f"the channel axis is the one axis of length ≤ {MAX_SIGNAL_CHANNELS} and the other "
+        "holds the samples: give (n, channels) or (channels, n) with n > "
+        f"{MAX_SIGNAL_CHANNELS}, or a 1-D mono array")
+
+
 def audio_from_signal(
     y: np.ndarray,
     sr: int,
@@ -213,8 +244,11 @@ def audio_from_signal(
 
     Parameters
     ----------
-    y : np.ndarray, shape (n,) or (n, channels)
-        Samples; int16/int32/uint8 are scaled to [-1, 1], floats are taken as they are.
+    y : np.ndarray, shape (n,), (n, channels) or (channels, n)
+        Samples; int16/int32/uint8 are scaled to [-1, 1], floats are taken as they are. The
+        channel axis of a 2-D array is the one axis of length ≤ :data:`MAX_SIGNAL_CHANNELS`
+        (32); shapes where that does not single out one axis are refused
+        (:func:`channel_axis`).
     sr : int
         Sample rate of ``y`` in Hz, > 0.
     name : str
@@ -228,6 +262,9 @@ def audio_from_signal(
         ``y`` holds no samples.
     InvalidSamplesError
         ``y`` contains NaN or infinite values.
+    ParameterError
+        ``sr`` is not a positive integer, or ``y`` is not 1-D or 2-D, or its channel axis
+        cannot be told (:func:`channel_axis`).
 
     Notes
     -----
@@ -245,12 +282,13 @@ def audio_from_signal(
         raise ParameterError(f"{name}: sample rate must be a positive integer; got {sr!r}")
     arr = np.asarray(y)
     if arr.ndim not in (1, 2):
-        raise ParameterError(f"audio must have shape (n,) or (n, channels); got {arr.shape}")
-    if arr.ndim == 2 and arr.shape[0] < arr.shape[1] and arr.shape[0] <= 8:
+        raise ParameterError(f"{name}: audio must have shape (n,), (n, channels) or "
+                             f"(channels, n); got {arr.shape}")
+    if arr.size == 0:
+        raise ZeroLengthAudioError(name, "the audio holds no samples (zero length)")
+    if arr.ndim == 2 and channel_axis(arr.shape, name=name) == 0:
         arr = arr.T  # (channels, n) as librosa gives it → (n, channels)
     n_channels = 1 if arr.ndim == 1 else int(arr.shape[1])
-    if arr.size == 0 or arr.shape[0] == 0:
-        raise ZeroLengthAudioError(name, "the audio holds no samples (zero length)")
     duration_s = arr.shape[0] / float(sr)
     if duration_s > max_duration_s:
         raise AudioTooLongError(
