@@ -65,9 +65,9 @@ def _vbr_mp3(tmp_path: Path, *, xing: bool, speech: bool = False) -> tuple[Path,
     rng = np.random.default_rng(7)
     head = rng.uniform(-0.5, 0.5, 3 * sr)
     if speech:
-        y, fsr = sf.read("/work/shared/data/jfk.flac", dtype="float32")
+        y, fsr = sf.read("/work/shared/data/jfk.flac", dtype="float32", always_2d=True)
         assert fsr == sr
-        tail = np.tile(y, 3)
+        tail = np.tile(y.mean(axis=1), 3)
     else:
         t = np.arange(30 * sr) / sr
         tail = 0.05 * np.sin(2 * np.pi * 220 * t)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import subprocess
@@ -311,7 +312,8 @@ def _array_blocks(frames: np.ndarray, step: int) -> Iterator[np.ndarray]:
 
 
 def _to_audio(result: StreamResult, *, name: str, sr: int, channels: int,
-              max_duration_s: float, decoder: str, fmt: str, sha256: str | None) -> Audio:
+              max_duration_s: float, decoder: str, fmt: str, sha256: str | None,
+              extra_warnings: list[str] | None = None) -> Audio:
     """The checks on a whole decode (length, finiteness) and the warnings, then the Audio."""
     duration_s = result.frames / float(sr)
     if duration_s > max_duration_s:
@@ -321,7 +323,7 @@ def _to_audio(result: StreamResult, *, name: str, sr: int, channels: int,
     if result.n_bad:
         raise InvalidSamplesError(
             name, f"{result.n_bad} samples are NaN or infinite; audio must be finite")
-    warnings: list[str] = []
+    warnings: list[str] = list(extra_warnings or ())
     if result.dead:
         warnings.append(
             f"channels {list(result.dead)} are silent and were left out of the mix-down")
@@ -369,7 +371,7 @@ _MPEG1_L3_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 3
 _MPEG2_L3_KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
 
 
-def _mpeg_frame_length(buf: bytes, i: int) -> int:
+def _mpeg_frame_length(buf: bytes | mmap.mmap, i: int) -> int:
     """Length in bytes of the MPEG layer III frame whose header starts at ``buf[i]``; 0 if none."""
     if len(buf) < i + 4 or buf[i] != 0xFF or (buf[i + 1] & 0xE0) != 0xE0:
         return 0
@@ -385,6 +387,67 @@ def _mpeg_frame_length(buf: bytes, i: int) -> int:
     kbps = (_MPEG1_L3_KBPS if version == 3 else _MPEG2_L3_KBPS)[bitrate_idx]
     coef = 144 if version == 3 else 72
     return coef * kbps * 1000 // sr + padding
+
+
+def _mpeg_samples_per_frame(buf: bytes | mmap.mmap, i: int) -> tuple[int, int]:
+    """(samples per frame, sample rate) of the layer III frame header at ``buf[i]``."""
+    version = (buf[i + 1] >> 3) & 0x03
+    base_sr = (44100, 48000, 32000)[(buf[i + 2] >> 2) & 0x03]
+    if version == 3:
+        return 1152, base_sr
+    return 576, base_sr // (2 if version == 2 else 4)
+
+
+def _frame_pair(buf: bytes | mmap.mmap, i: int, size: int) -> bool:
+    """A frame header at ``i`` followed by another one (or by the end of the file)."""
+    n = _mpeg_frame_length(buf, i)
+    return bool(n) and (i + n + 4 > size or bool(_mpeg_frame_length(buf, i + n)))
+
+
+def mp3_frame_count(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(samples, sample rate) that the MPEG audio frames of an MP3 file hold, counted from the
+    frame headers (no decoding), or ``None`` if no frame is found.
+
+    The count is the packets' content, whatever a Xing/Info header or a length estimate says:
+    libsndfile and ffprobe estimate the length of a VBR file without a Xing header from its
+    first frames' bitrate, and libsndfile stops decoding at that estimate. A Xing/Info frame
+    (which decodes to nothing) is not counted; encoder delay and padding (< 2 frames) are.
+    """
+    with open_audio_file(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 4:
+            return None
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            i = 0
+            if buf[:3] == b"ID3" and size >= 10:  # ID3v2 tag: syncsafe size, optional footer
+                tag = (buf[6] << 21) | (buf[7] << 14) | (buf[8] << 7) | buf[9]
+                i = 10 + tag + (10 if buf[5] & 0x10 else 0)
+            samples = frames = 0
+            sr = 0
+            while i + 4 <= size:
+                n = _mpeg_frame_length(buf, i)
+                if n <= 0:
+                    if buf[i:i + 3] == b"TAG" or buf[i:i + 8] in (b"APETAGEX", b"LYRICSBE"):
+                        break
+                    nxt = buf.find(b"\xff", i + 1)  # resynchronise on the next frame pair
+                    while nxt != -1 and not _frame_pair(buf, nxt, size):
+                        nxt = buf.find(b"\xff", nxt + 1)
+                    if nxt == -1:
+                        break
+                    i = nxt
+                    continue
+                spf, fsr = _mpeg_samples_per_frame(buf, i)
+                if frames == 0:
+                    sr = fsr
+                    side = (32 if spf == 1152 else 17)  # side info after the 4-byte header
+                    if buf[i + 4 + side:i + 8 + side] in (b"Xing", b"Info"):
+                        i += n  # the Xing/Info frame holds no audio
+                        frames = 1
+                        continue
+                frames += 1
+                samples += spf
+                i += n
+    return (samples, sr) if samples else None
 
 
 def open_audio_file(path: str | os.PathLike[str], name: str | None = None) -> BinaryIO:
@@ -681,8 +744,22 @@ def load_audio(
 
     result: StreamResult | None = None
     decoder = ""
+    # MP3: the frames' own count (libsndfile and ffprobe only estimate a VBR file's length
+    # without a Xing header, and libsndfile stops decoding at its estimate)
+    counted = mp3_frame_count(p) if fmt == "mp3" else None
+    counted_s = counted[0] / counted[1] if counted is not None else None
+    if counted_s is not None and counted_s > max_duration_s:
+        raise AudioTooLongError(
+            name, f"the file's MPEG frames hold {counted_s:.1f} s, over the limit of "
+            f"{max_duration_s:.0f} s (set audio.max_duration_s to raise it)")
+    stated_s: float | None = None  # the length the container (or its decoder) states
     if fmt in _SOUNDFILE_FORMATS or fmt == "mp3":
         info = _soundfile_info(p)
+        if (info is not None and counted_s is not None and info[1] > 0
+                and info[0] / info[1] < counted_s - _length_tolerance_s(counted_s)
+                and _ffmpeg_binary("ffmpeg") is not None):
+            stated_s = info[0] / info[1]
+            info = None  # libsndfile would stop at its short estimate: decode with ffmpeg
         if info is not None:
             frames, sr, channels = info
             if sr <= 0:
@@ -696,6 +773,7 @@ def load_audio(
             result = stream_mono(partial(_soundfile_blocks, p), sr=sr, channels=channels,
                                  expected_frames=frames, target_sr=TARGET_SR)
             decoder = "soundfile"
+            stated_s = duration
             declared = _declared_frames(p, fmt, head)
             if declared is not None and result.frames < declared:
                 raise CorruptAudioError(
@@ -706,6 +784,9 @@ def load_audio(
             raise CorruptAudioError(name, f"the {fmt.upper()} file is truncated or corrupt")
     if result is None:
         duration, sr, channels = _ffprobe(p, timeout_s=min(timeout_s, 30.0))
+        stated_s = duration if stated_s is None else stated_s
+        if counted_s is not None:
+            duration = counted_s
         if duration > max_duration_s:
             raise AudioTooLongError(
                 name, f"header says {duration:.1f} s, over the limit of {max_duration_s:.0f} s "
@@ -722,7 +803,30 @@ def load_audio(
     if result.frames == 0:
         raise ZeroLengthAudioError(name, "the file decodes to zero samples")
     return _to_audio(result, name=name, sr=sr, channels=channels, max_duration_s=max_duration_s,
-                     decoder=decoder, fmt=fmt, sha256=digest)
+                     decoder=decoder, fmt=fmt, sha256=digest,
+                     extra_warnings=_length_warnings(result.frames / float(sr), stated_s,
+                                                     counted_s))
+
+
+def _length_tolerance_s(length_s: float) -> float:
+    """How far a stated length may be from the decoded one without a warning: 0.25 s or 1 %
+    (encoder delay, padding and priming samples are well below that)."""
+    return max(0.25, 0.01 * length_s)
+
+
+def _length_warnings(decoded_s: float, stated_s: float | None,
+                     counted_s: float | None) -> list[str]:
+    """Warnings when the decoded length disagrees with the stated or the counted one."""
+    out = []
+    if stated_s is not None and abs(stated_s - decoded_s) > _length_tolerance_s(
+            max(stated_s, decoded_s)):
+        out.append(f"the file states a length of {stated_s:.2f} s but {decoded_s:.2f} s were "
+                   "decoded (a VBR MP3 without a Xing header, or a wrong header); the decoded "
+                   "length is used")
+    if counted_s is not None and decoded_s < counted_s - _length_tolerance_s(counted_s):
+        out.append(f"only {decoded_s:.2f} s of the {counted_s:.2f} s that the file's MPEG "
+                   "frames hold were decoded (install ffmpeg to decode the whole file)")
+    return out
 
 
 def load_stdin(
