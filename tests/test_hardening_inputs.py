@@ -413,3 +413,27 @@ def test_cli_deep_session_json_exits_2(tmp_path: Path) -> None:
     p = _write(tmp_path / "s.json", "[" * 100_000 + "]" * 100_000)
     assert main(["baseline", "build", str(p), "-o", str(tmp_path / "prof.json")]) == 2
     assert not (tmp_path / "prof.json").exists()
+
+
+def test_cli_analyze_one_line_per_bad_path_and_the_rest_goes_on(tmp_path: Path) -> None:
+    """A FIFO and a symlink to /dev/zero before a good file: one error line each, no
+    traceback, the good file analysed (exit status 1: some inputs failed, per the README)."""
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.wav"
+    zero.symlink_to("/dev/zero")
+    good = tmp_path / "tone.wav"
+    t = np.arange(3 * 16000) / 16000
+    sf.write(good, (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 16000)
+    out_dir = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fusion.cli.main", "analyze", str(fifo), str(zero), str(good),
+         "-o", str(out_dir), "-q", "--set", "emotion.enabled=false", "--set",
+         "transcript.enabled=false", "--set", "sentiment.enabled=false"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 2, proc.stderr
+    assert all("not a regular file" in ln for ln in errors), errors
+    assert proc.returncode == 1, proc.stderr
+    assert (out_dir / "tone.json").is_file()
