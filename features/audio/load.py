@@ -348,7 +348,7 @@ def sniff_format(path: str | os.PathLike[str], head: bytes | None = None) -> str
     magic number return ``None``: content decides, never the file name.
     """
     if head is None:
-        with open(path, "rb") as fh:
+        with open_audio_file(path) as fh:  # regular files only: a FIFO would block
             head = fh.read(_HEAD_BYTES)
     for offset, magic, fmt in _MAGIC:
         if head[offset:offset + len(magic)] == magic:
@@ -507,6 +507,10 @@ def probe_duration_s(path: str | os.PathLike[str], *, timeout_s: float = 20.0) -
     """
     p = Path(path)
     fmt = sniff_format(p)
+    if fmt == "mp3":  # the frames' own count: a VBR file's header length is an estimate
+        counted = mp3_frame_count(p)
+        if counted is not None:
+            return counted[0] / float(counted[1])
     if fmt in _SOUNDFILE_FORMATS:
         info = _soundfile_info(p)
         if info is not None:
