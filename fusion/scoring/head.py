@@ -59,6 +59,7 @@ __all__ = [
     "FusionSpec",
     "load_prior",
     "load_model_file",
+    "check_number",
 ]
 
 TARGETS = ("stress", "depression")
