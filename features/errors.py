@@ -10,8 +10,10 @@ __all__ = [
     "VocalfusionError",
     "ParameterError",
     "ConfigError",
+    "InputFileError",
     "AudioError",
     "AudioFileNotFoundError",
+    "UnreadableAudioFileError",
     "EmptyAudioFileError",
     "NotAudioError",
     "CorruptAudioError",
@@ -36,6 +38,25 @@ class ConfigError(VocalfusionError, ValueError):
     """A configuration file or override is invalid (unknown key, wrong type, bad value)."""
 
 
+class InputFileError(VocalfusionError):
+    """A path given as input is missing, not a regular file, unreadable or over a size cap.
+
+    Parameters
+    ----------
+    path : str
+        The path as the user gave it.
+    problem : str
+        What is wrong, in plain words.
+    kind : {"not_found", "not_regular", "unreadable", "too_large"}
+    """
+
+    def __init__(self, path: str, problem: str, *, kind: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.kind = kind
+        super().__init__(f"{self.path}: {problem}")
+
+
 class AudioError(VocalfusionError):
     """A file could not be turned into analysable audio.
 
@@ -58,6 +79,10 @@ class AudioError(VocalfusionError):
 
 class AudioFileNotFoundError(AudioError, FileNotFoundError):
     code = "file_not_found"
+
+
+class UnreadableAudioFileError(AudioError):
+    code = "unreadable"
 
 
 class EmptyAudioFileError(AudioError):

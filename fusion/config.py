@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -29,9 +30,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from features.emotion.stream import EmotionConfig
-from features.errors import ConfigError
+from features.errors import ConfigError, InputFileError
 from features.prosody.stream import ProsodyConfig
 from features.registry import StreamSpec, stream_specs
+from features.regular_file import read_capped
 from features.segments.vad import SegmentsConfig
 from features.sentiment.stream import SentimentConfig
 from features.transcript.stream import TranscriptConfig
@@ -52,6 +54,38 @@ __all__ = [
 #: settings that change speed only, left out of :meth:`Config.config_hash`
 SPEED_ONLY_SETTINGS: tuple[str, ...] = (
     "runtime.num_threads", "runtime.parallel_streams", "prosody.run_praat_in")
+
+
+#: largest config file read (bytes)
+MAX_CONFIG_BYTES = 1 << 20
+
+#: bounds of config numbers beyond what each section's model states (``None`` = no bound on
+#: that side; the lower bound is inclusive). Every number, in every section (streams
+#: registered later included), must also be finite. These refuse values that crash, hang the
+#: decode watchdog or eat memory (``segments.window_s=1e-6`` would make 10⁶ windows a second).
+NUMBER_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "audio.max_duration_s": (None, 7 * 24 * 3600.0),
+    "audio.decode_timeout_s": (0.1, 24 * 3600.0),
+    "audio.min_speech_s": (None, 24 * 3600.0),
+    "segments.min_speech_ms": (None, 3_600_000),
+    "segments.min_silence_ms": (None, 3_600_000),
+    "segments.speech_pad_ms": (None, 60_000),
+    "segments.merge_gap_s": (None, 3600.0),
+    "segments.min_segment_s": (None, 3600.0),
+    "segments.max_segment_s": (0.1, 3600.0),
+    "segments.window_s": (0.1, 3600.0),
+    "segments.hop_s": (0.05, 3600.0),
+    "prosody.min_pause_s": (None, 60.0),
+    "prosody.min_segment_s": (None, 3600.0),
+    "prosody.silence_threshold_db": (-200.0, None),
+    "prosody.min_dip_db": (None, 200.0),
+    "emotion.min_window_s": (None, 60.0),
+    "emotion.min_segment_s": (None, 3600.0),
+    "transcript.max_span_s": (None, 24 * 3600.0),
+    "transcript.compression_ratio_threshold": (None, 1000.0),
+    "transcript.log_prob_threshold": (-1000.0, 1000.0),
+    "transcript.hallucination_silence_threshold_s": (None, 3600.0),
+}
 
 
 def config_dir() -> Path:
@@ -202,9 +236,32 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _check_numbers(cfg: Config, *, source: str) -> None:
+    """Every number finite; those in :data:`NUMBER_BOUNDS` within their bounds."""
+    problems = []
+    for section, values in cfg.to_dict().items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            dotted = f"{section}.{key}"
+            lo, hi = NUMBER_BOUNDS.get(dotted, (None, None))
+            if not math.isfinite(value):
+                problems.append(f"{dotted}: must be a finite number (got {value!r})")
+            elif (lo is not None and value < lo) or (hi is not None and value > hi):
+                problems.append(f"{dotted}: {value!r} is outside the valid range "
+                                f"[{'-' if lo is None else f'{lo:g}'}, "
+                                f"{'-' if hi is None else f'{hi:g}'}]")
+    if problems:
+        raise ConfigError(f"{source}: invalid configuration: " + "; ".join(problems))
+
+
 def _validate(data: Mapping[str, Any], *, source: str) -> Config:
     try:
-        return config_model().model_validate(data)
+        cfg = config_model().model_validate(data)
+        _check_numbers(cfg, source=source)
+        return cfg
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -238,13 +295,17 @@ def load_config(
     if p.suffix.lower() not in (".toml",):
         raise ConfigError(f"{p}: config files are TOML (.toml); got {p.suffix or 'no suffix'!r}")
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from None
+        text = read_capped(p, max_bytes=MAX_CONFIG_BYTES, what="config").decode("utf-8")
+    except InputFileError as exc:
+        raise ConfigError(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: config file is not UTF-8 ({exc})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: config file nests tables/arrays too deeply") from None
     cfg = _validate(data, source=str(p))
     if overrides:
         cfg = cfg.with_overrides(overrides)

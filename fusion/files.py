@@ -7,6 +7,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from features.errors import ConfigError, InputFileError
+from features.regular_file import read_capped
+
+#: largest path-list file read (bytes)
+MAX_LIST_BYTES = 64 * 1024 * 1024
+
 __all__ = ["AUDIO_SUFFIXES", "find_audio_files", "read_path_list", "atomic_write_bytes",
            "atomic_write_text"]
 
@@ -31,7 +37,11 @@ def read_path_list(list_file: Path) -> list[Path]:
     paths are taken relative to the list file's folder."""
     base = list_file.parent
     paths = []
-    for line in list_file.read_text(encoding="utf-8").splitlines():
+    try:
+        text = read_capped(list_file, max_bytes=MAX_LIST_BYTES, what="path list")
+    except InputFileError as exc:
+        raise ConfigError(str(exc)) from None
+    for line in text.decode("utf-8", "replace").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             p = Path(line)

@@ -16,12 +16,13 @@ renamed or removed one the major version; ``docs/changelog.md`` lists every chan
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -34,6 +35,8 @@ from features.transcript.stream import SegmentTranscript
 
 __all__ = [
     "SCHEMA_VERSION",
+    "dumps_strict",
+    "strict_jsonable",
     "SessionStatus",
     "SourceInfo",
     "StreamInfo",
@@ -199,11 +202,14 @@ class SessionResult(BaseModel):
 
     # ---------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (NaN never appears: missing values are ``None``)."""
-        return self.model_dump(mode="json")
+        """Plain JSON-ready dict: missing values are ``None``; a non-finite measurement is the
+        string ``"Infinity"``, ``"-Infinity"`` or ``"NaN"`` (never ``None``), so the dict
+        serialises as strict JSON."""
+        return cast(dict[str, Any], strict_jsonable(self.model_dump(mode="json")))
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        return self.model_dump_json(indent=indent)
+        """Strict JSON (see :meth:`to_dict`); :meth:`from_json` reads it back exactly."""
+        return dumps_strict(self.model_dump(mode="json"), indent=indent)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> SessionResult:
@@ -386,3 +392,28 @@ def _check_builtin_fields() -> None:
 
 
 _check_builtin_fields()
+
+
+# --------------------------------------------------------------------------------- strict JSON
+# Every JSON file vocalfusion writes (results, manifest.json) is strict JSON (RFC 8259): a
+# non-finite float becomes the string "Infinity", "-Infinity" or "NaN" (pydantic reads these
+# back as the float), never null (which means "not measured") and never a bare Infinity.
+
+def strict_jsonable(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``"Infinity"``, ``"-Infinity"`` or
+    ``"NaN"`` (dicts, lists and tuples are copied; other values are returned as they are)."""
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return obj
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: strict_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_jsonable(v) for v in obj]
+    return obj
+
+
+def dumps_strict(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
+    """Strict JSON text of ``obj``: non-finite floats as in :func:`strict_jsonable`."""
+    return json.dumps(strict_jsonable(obj), indent=indent, sort_keys=sort_keys,
+                      ensure_ascii=False, allow_nan=False)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -48,11 +49,14 @@ from features.errors import (
     CorruptAudioError,
     DecodeTimeoutError,
     EmptyAudioFileError,
+    InputFileError,
     InvalidSamplesError,
     NotAudioError,
     ParameterError,
+    UnreadableAudioFileError,
     ZeroLengthAudioError,
 )
+from features.regular_file import open_regular
 
 __all__ = [
     "Audio",
@@ -62,11 +66,14 @@ __all__ = [
     "load_audio",
     "load_channels",
     "audio_from_signal",
+    "channel_axis",
+    "MAX_SIGNAL_CHANNELS",
     "to_mono",
     "resample",
     "sniff_format",
     "probe_duration_s",
     "file_sha256",
+    "open_audio_file",
     "STDIN_PATH",
     "STDIN_MAX_BYTES",
     "load_stdin",
@@ -74,6 +81,8 @@ __all__ = [
 
 #: every stream works on 16 kHz mono float32
 TARGET_SR = 16_000
+#: most channels an in-memory signal may have (see :func:`channel_axis`)
+MAX_SIGNAL_CHANNELS = 32
 #: default refusal limit for one file: 4 hours
 DEFAULT_MAX_DURATION_S = 4 * 3600.0
 #: default wall-clock limit for decoding one file with ffmpeg
@@ -195,6 +204,33 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int = TARGET_SR) -> np.ndar
     return soxr.resample(y.astype(np.float32, copy=False), orig_sr, target_sr, quality="VHQ")
 
 
+def channel_axis(shape: tuple[int, ...], *, name: str = "<signal>") -> int:
+    """The channel axis of a 2-D signal of ``shape``: the one axis of length at most
+    :data:`MAX_SIGNAL_CHANNELS`.
+
+    The rule: exactly one axis may be that short, and it holds the channels; the other holds
+    the samples. ``(9, 32000)`` and ``(32000, 9)`` are both 9 channels of 32 000 samples.
+    A shape with both axes that short (``(8, 8)``: which is time?) or neither (``(100,
+    3000)``: 100 or 3000 channels?) is refused: pass ``(n, channels)`` explicitly shaped,
+    or mix down first.
+
+    Raises
+    ------
+    ParameterError
+        The rule cannot decide (the message names the shape and the rule).
+    """
+    short = [i for i, n in enumerate(shape[:2]) if n <= MAX_SIGNAL_CHANNELS]
+    if len(short) == 1:
+        return short[0]
+    why = ("both axes" if short else "neither axis") + f" {'are' if short else 'is'} at most " \
+        f"{MAX_SIGNAL_CHANNELS} long"
+    raise ParameterError(
+        f"{name}: cannot tell the channel axis of an array of shape {tuple(shape)} ({why}); "
+        f"the channel axis is the one axis of length ≤ {MAX_SIGNAL_CHANNELS} and the other "
+        "holds the samples: give (n, channels) or (channels, n) with n > "
+        f"{MAX_SIGNAL_CHANNELS}, or a 1-D mono array")
+
+
 def audio_from_signal(
     y: np.ndarray,
     sr: int,
@@ -209,8 +245,11 @@ def audio_from_signal(
 
     Parameters
     ----------
-    y : np.ndarray, shape (n,) or (n, channels)
-        Samples; int16/int32/uint8 are scaled to [-1, 1], floats are taken as they are.
+    y : np.ndarray, shape (n,), (n, channels) or (channels, n)
+        Samples; int16/int32/uint8 are scaled to [-1, 1], floats are taken as they are. The
+        channel axis of a 2-D array is the one axis of length ≤ :data:`MAX_SIGNAL_CHANNELS`
+        (32); shapes where that does not single out one axis are refused
+        (:func:`channel_axis`).
     sr : int
         Sample rate of ``y`` in Hz, > 0.
     name : str
@@ -224,6 +263,9 @@ def audio_from_signal(
         ``y`` holds no samples.
     InvalidSamplesError
         ``y`` contains NaN or infinite values.
+    ParameterError
+        ``sr`` is not a positive integer, or ``y`` is not 1-D or 2-D, or its channel axis
+        cannot be told (:func:`channel_axis`).
 
     Notes
     -----
@@ -241,12 +283,13 @@ def audio_from_signal(
         raise ParameterError(f"{name}: sample rate must be a positive integer; got {sr!r}")
     arr = np.asarray(y)
     if arr.ndim not in (1, 2):
-        raise ParameterError(f"audio must have shape (n,) or (n, channels); got {arr.shape}")
-    if arr.ndim == 2 and arr.shape[0] < arr.shape[1] and arr.shape[0] <= 8:
+        raise ParameterError(f"{name}: audio must have shape (n,), (n, channels) or "
+                             f"(channels, n); got {arr.shape}")
+    if arr.size == 0:
+        raise ZeroLengthAudioError(name, "the audio holds no samples (zero length)")
+    if arr.ndim == 2 and channel_axis(arr.shape, name=name) == 0:
         arr = arr.T  # (channels, n) as librosa gives it → (n, channels)
     n_channels = 1 if arr.ndim == 1 else int(arr.shape[1])
-    if arr.size == 0 or arr.shape[0] == 0:
-        raise ZeroLengthAudioError(name, "the audio holds no samples (zero length)")
     duration_s = arr.shape[0] / float(sr)
     if duration_s > max_duration_s:
         raise AudioTooLongError(
@@ -269,7 +312,8 @@ def _array_blocks(frames: np.ndarray, step: int) -> Iterator[np.ndarray]:
 
 
 def _to_audio(result: StreamResult, *, name: str, sr: int, channels: int,
-              max_duration_s: float, decoder: str, fmt: str, sha256: str | None) -> Audio:
+              max_duration_s: float, decoder: str, fmt: str, sha256: str | None,
+              extra_warnings: list[str] | None = None) -> Audio:
     """The checks on a whole decode (length, finiteness) and the warnings, then the Audio."""
     duration_s = result.frames / float(sr)
     if duration_s > max_duration_s:
@@ -279,7 +323,7 @@ def _to_audio(result: StreamResult, *, name: str, sr: int, channels: int,
     if result.n_bad:
         raise InvalidSamplesError(
             name, f"{result.n_bad} samples are NaN or infinite; audio must be finite")
-    warnings: list[str] = []
+    warnings: list[str] = list(extra_warnings or ())
     if result.dead:
         warnings.append(
             f"channels {list(result.dead)} are silent and were left out of the mix-down")
@@ -304,7 +348,7 @@ def sniff_format(path: str | os.PathLike[str], head: bytes | None = None) -> str
     magic number return ``None``: content decides, never the file name.
     """
     if head is None:
-        with open(path, "rb") as fh:
+        with open_audio_file(path) as fh:  # regular files only: a FIFO would block
             head = fh.read(_HEAD_BYTES)
     for offset, magic, fmt in _MAGIC:
         if head[offset:offset + len(magic)] == magic:
@@ -327,7 +371,7 @@ _MPEG1_L3_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 3
 _MPEG2_L3_KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
 
 
-def _mpeg_frame_length(buf: bytes, i: int) -> int:
+def _mpeg_frame_length(buf: bytes | mmap.mmap, i: int) -> int:
     """Length in bytes of the MPEG layer III frame whose header starts at ``buf[i]``; 0 if none."""
     if len(buf) < i + 4 or buf[i] != 0xFF or (buf[i + 1] & 0xE0) != 0xE0:
         return 0
@@ -345,13 +389,108 @@ def _mpeg_frame_length(buf: bytes, i: int) -> int:
     return coef * kbps * 1000 // sr + padding
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 hex digest of a file's bytes, read in 1 MiB blocks."""
+def _mpeg_samples_per_frame(buf: bytes | mmap.mmap, i: int) -> tuple[int, int]:
+    """(samples per frame, sample rate) of the layer III frame header at ``buf[i]``."""
+    version = (buf[i + 1] >> 3) & 0x03
+    base_sr = (44100, 48000, 32000)[(buf[i + 2] >> 2) & 0x03]
+    if version == 3:
+        return 1152, base_sr
+    return 576, base_sr // (2 if version == 2 else 4)
+
+
+def _frame_pair(buf: bytes | mmap.mmap, i: int, size: int) -> bool:
+    """A frame header at ``i`` followed by another one (or by the end of the file)."""
+    n = _mpeg_frame_length(buf, i)
+    return bool(n) and (i + n + 4 > size or bool(_mpeg_frame_length(buf, i + n)))
+
+
+def mp3_frame_count(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(samples, sample rate) that the MPEG audio frames of an MP3 file hold, counted from the
+    frame headers (no decoding), or ``None`` if no frame is found.
+
+    The count is the packets' content, whatever a Xing/Info header or a length estimate says:
+    libsndfile and ffprobe estimate the length of a VBR file without a Xing header from its
+    first frames' bitrate, and libsndfile stops decoding at that estimate. A Xing/Info frame
+    (which decodes to nothing) is not counted; encoder delay and padding (< 2 frames) are.
+    """
+    with open_audio_file(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 4:
+            return None
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            i = 0
+            if buf[:3] == b"ID3" and size >= 10:  # ID3v2 tag: syncsafe size, optional footer
+                tag = (buf[6] << 21) | (buf[7] << 14) | (buf[8] << 7) | buf[9]
+                i = 10 + tag + (10 if buf[5] & 0x10 else 0)
+            samples = frames = 0
+            sr = 0
+            while i + 4 <= size:
+                n = _mpeg_frame_length(buf, i)
+                if n <= 0:
+                    if buf[i:i + 3] == b"TAG" or buf[i:i + 8] in (b"APETAGEX", b"LYRICSBE"):
+                        break
+                    nxt = buf.find(b"\xff", i + 1)  # resynchronise on the next frame pair
+                    while nxt != -1 and not _frame_pair(buf, nxt, size):
+                        nxt = buf.find(b"\xff", nxt + 1)
+                    if nxt == -1:
+                        break
+                    i = nxt
+                    continue
+                spf, fsr = _mpeg_samples_per_frame(buf, i)
+                if frames == 0:
+                    sr = fsr
+                    side = (32 if spf == 1152 else 17)  # side info after the 4-byte header
+                    if buf[i + 4 + side:i + 8 + side] in (b"Xing", b"Info"):
+                        i += n  # the Xing/Info frame holds no audio
+                        frames = 1
+                        continue
+                frames += 1
+                samples += spf
+                i += n
+    return (samples, sr) if samples else None
+
+
+def open_audio_file(path: str | os.PathLike[str], name: str | None = None) -> BinaryIO:
+    """Open an audio input for reading: regular files only (never a FIFO, device, socket or
+    directory, also behind a symlink), checked on the open descriptor.
+
+    Raises
+    ------
+    AudioFileNotFoundError, NotAudioError, UnreadableAudioFileError
+    """
+    name = str(path) if name is None else name
+    try:
+        return open_regular(path, what="audio")
+    except InputFileError as exc:
+        if exc.kind == "not_found":
+            raise AudioFileNotFoundError(name, "file not found") from None
+        if exc.kind == "not_regular":
+            raise NotAudioError(name, exc.problem + " (to read audio from standard input give "
+                                "`-` as the path)") from None
+        raise UnreadableAudioFileError(name, exc.problem) from None
+
+
+def _sha256_of(fh: BinaryIO, name: str) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    fh.seek(0)
+    try:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
+    except OSError as exc:
+        raise UnreadableAudioFileError(name, f"cannot read the file ({exc.strerror})") from None
     return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 hex digest of a regular file's bytes, read in 1 MiB blocks.
+
+    Raises
+    ------
+    AudioFileNotFoundError, NotAudioError, UnreadableAudioFileError
+        Missing, not a regular file (a FIFO would block for ever), or unreadable.
+    """
+    with open_audio_file(path) as fh:
+        return _sha256_of(fh, str(path))
 
 
 def _ffmpeg_binary(name: str) -> str | None:
@@ -368,6 +507,10 @@ def probe_duration_s(path: str | os.PathLike[str], *, timeout_s: float = 20.0) -
     """
     p = Path(path)
     fmt = sniff_format(p)
+    if fmt == "mp3":  # the frames' own count: a VBR file's header length is an estimate
+        counted = mp3_frame_count(p)
+        if counted is not None:
+            return counted[0] / float(counted[1])
     if fmt in _SOUNDFILE_FORMATS:
         info = _soundfile_info(p)
         if info is not None:
@@ -589,32 +732,38 @@ def load_audio(
         return load_stdin(max_duration_s=max_duration_s, timeout_s=timeout_s,
                           hash_file=hash_file, isolate=isolate)
     p = Path(path)
-    if not p.exists():
-        raise AudioFileNotFoundError(name, "file not found")
-    if p.is_dir():
-        raise NotAudioError(name, "is a directory, not an audio file")
-    if not p.is_file():
-        raise NotAudioError(name, "not a regular file (a pipe, socket or device such as "
-                            "/dev/stdin); to read audio from standard input give `-` as "
-                            "the path")
-    size = p.stat().st_size
-    if size == 0:
-        raise EmptyAudioFileError(name, "the file is empty (0 bytes)")
-    with open(p, "rb") as fh:
+    with open_audio_file(p, name) as fh:  # regular files only; checked on the open descriptor
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            raise EmptyAudioFileError(name, "the file is empty (0 bytes)")
         head = fh.read(_HEAD_BYTES)
-    fmt = sniff_format(p, head)
-    if fmt is None:
-        raise NotAudioError(
-            name, "not a recognised audio file (content is not WAV, FLAC, OGG, AIFF, MP3, "
-            "MP4/M4A, AAC or WebM)")
-    digest = file_sha256(p) if hash_file else None
+        fmt = sniff_format(p, head)
+        if fmt is None:
+            raise NotAudioError(
+                name, "not a recognised audio file (content is not WAV, FLAC, OGG, AIFF, MP3, "
+                "MP4/M4A, AAC or WebM)")
+        digest = _sha256_of(fh, name) if hash_file else None
     if isolate:
         return _load_isolated(p, name, fmt, digest, max_duration_s, timeout_s)
 
     result: StreamResult | None = None
     decoder = ""
+    # MP3: the frames' own count (libsndfile and ffprobe only estimate a VBR file's length
+    # without a Xing header, and libsndfile stops decoding at its estimate)
+    counted = mp3_frame_count(p) if fmt == "mp3" else None
+    counted_s = counted[0] / counted[1] if counted is not None else None
+    if counted_s is not None and counted_s > max_duration_s:
+        raise AudioTooLongError(
+            name, f"the file's MPEG frames hold {counted_s:.1f} s, over the limit of "
+            f"{max_duration_s:.0f} s (set audio.max_duration_s to raise it)")
+    stated_s: float | None = None  # the length the container (or its decoder) states
     if fmt in _SOUNDFILE_FORMATS or fmt == "mp3":
         info = _soundfile_info(p)
+        if (info is not None and counted_s is not None and info[1] > 0
+                and info[0] / info[1] < counted_s - _length_tolerance_s(counted_s)
+                and _ffmpeg_binary("ffmpeg") is not None):
+            stated_s = info[0] / info[1]
+            info = None  # libsndfile would stop at its short estimate: decode with ffmpeg
         if info is not None:
             frames, sr, channels = info
             if sr <= 0:
@@ -628,6 +777,7 @@ def load_audio(
             result = stream_mono(partial(_soundfile_blocks, p), sr=sr, channels=channels,
                                  expected_frames=frames, target_sr=TARGET_SR)
             decoder = "soundfile"
+            stated_s = duration
             declared = _declared_frames(p, fmt, head)
             if declared is not None and result.frames < declared:
                 raise CorruptAudioError(
@@ -638,6 +788,9 @@ def load_audio(
             raise CorruptAudioError(name, f"the {fmt.upper()} file is truncated or corrupt")
     if result is None:
         duration, sr, channels = _ffprobe(p, timeout_s=min(timeout_s, 30.0))
+        stated_s = duration if stated_s is None else stated_s
+        if counted_s is not None:
+            duration = counted_s
         if duration > max_duration_s:
             raise AudioTooLongError(
                 name, f"header says {duration:.1f} s, over the limit of {max_duration_s:.0f} s "
@@ -654,7 +807,30 @@ def load_audio(
     if result.frames == 0:
         raise ZeroLengthAudioError(name, "the file decodes to zero samples")
     return _to_audio(result, name=name, sr=sr, channels=channels, max_duration_s=max_duration_s,
-                     decoder=decoder, fmt=fmt, sha256=digest)
+                     decoder=decoder, fmt=fmt, sha256=digest,
+                     extra_warnings=_length_warnings(result.frames / float(sr), stated_s,
+                                                     counted_s))
+
+
+def _length_tolerance_s(length_s: float) -> float:
+    """How far a stated length may be from the decoded one without a warning: 0.25 s or 1 %
+    (encoder delay, padding and priming samples are well below that)."""
+    return max(0.25, 0.01 * length_s)
+
+
+def _length_warnings(decoded_s: float, stated_s: float | None,
+                     counted_s: float | None) -> list[str]:
+    """Warnings when the decoded length disagrees with the stated or the counted one."""
+    out = []
+    if stated_s is not None and abs(stated_s - decoded_s) > _length_tolerance_s(
+            max(stated_s, decoded_s)):
+        out.append(f"the file states a length of {stated_s:.2f} s but {decoded_s:.2f} s were "
+                   "decoded (a VBR MP3 without a Xing header, or a wrong header); the decoded "
+                   "length is used")
+    if counted_s is not None and decoded_s < counted_s - _length_tolerance_s(counted_s):
+        out.append(f"only {decoded_s:.2f} s of the {counted_s:.2f} s that the file's MPEG "
+                   "frames hold were decoded (install ffmpeg to decode the whole file)")
+    return out
 
 
 def load_stdin(
@@ -753,6 +929,7 @@ def load_channels(
 _ERRORS_BY_CODE: dict[str, type[AudioError]] = {
     cls.code: cls for cls in (
         AudioFileNotFoundError, EmptyAudioFileError, NotAudioError, CorruptAudioError,
+        UnreadableAudioFileError,
         ZeroLengthAudioError, InvalidSamplesError, AudioTooLongError, DecodeTimeoutError)
 }
 

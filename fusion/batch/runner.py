@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.audio.load import file_sha256
+from features.errors import AudioError
 from fusion.batch.pool import BatchError, FileLimits, FileOutcome, FileTask, LocalPool
 from fusion.config import Config, load_config
 from fusion.engine.many import analyze_files_in_process, concat_segments, segments_table
@@ -62,6 +63,7 @@ from fusion.files import (
     find_audio_files,
     read_path_list,
 )
+from fusion.schema import dumps_strict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -270,8 +272,9 @@ def _up_to_date(json_path: Path, path: str, config_hash: str, version: str) -> b
         if (data["config_hash"] != config_hash or data["package_version"] != version
                 or src["path"] != path or not src.get("sha256")):
             return False
+        # file_sha256 reads regular files only (a FIFO would block): anything else is redone
         return bool(src["sha256"] == file_sha256(path))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AudioError):
         return False
 
 
@@ -411,7 +414,7 @@ def run_batch(
         "started_at": started_at.isoformat(), "n_files": len(paths),
         "n_cached": len(cached),
     }
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2))
+    atomic_write_text(out / "manifest.json", dumps_strict(manifest))
     if progress is not None:
         progress.begin(total=len(paths), cached=len(cached), engine=engine,
                        num_workers=n_workers)
@@ -452,7 +455,7 @@ def run_batch(
     except BaseException:
         manifest.update(status="interrupted", finished_at=datetime.now(UTC).isoformat(),
                         n_analysed=len(analysed), n_failed=len(errors))
-        atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2))
+        atomic_write_text(out / "manifest.json", dumps_strict(manifest))
         raise
 
     elapsed = time.perf_counter() - t0
@@ -481,7 +484,7 @@ def run_batch(
                                                   "audio_s", "files_per_min"}),
                     outputs={"results": RESULTS_DIR, "segments": "segments.parquet",
                              "sessions": "sessions.parquet", "errors": "errors.csv"})
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2))
+    atomic_write_text(out / "manifest.json", dumps_strict(manifest))
     if progress is not None:
         progress.end(summary)
     return summary

@@ -27,7 +27,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from features.errors import ParameterError
+from features.errors import InputFileError, ParameterError
+from features.regular_file import open_regular, read_capped
 from fusion.report import charts
 from fusion.report.charts import TrendPanel, TrendPoint, nice_range
 from fusion.report.render import (
@@ -63,9 +64,9 @@ def looks_like_result_json(path: str | Path) -> bool:
     if p.suffix.lower() == ".json":
         return True
     try:
-        with open(p, "rb") as fh:
+        with open_regular(p, what="result") as fh:
             head = fh.read(64)
-    except OSError:
+    except (InputFileError, OSError):
         return False
     return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
 
@@ -81,13 +82,9 @@ def load_result(path: str | Path) -> SessionResult:
     """
     p = Path(path)
     try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise ParameterError(f"{p}: cannot read result file ({exc.strerror})") from None
-    if size > MAX_RESULT_BYTES:
-        raise ParameterError(f"{p}: result file is {size / 1e6:.0f} MB; the limit is "
-                             f"{MAX_RESULT_BYTES / 1e6:.0f} MB")
-    data = p.read_bytes()
+        data = read_capped(p, max_bytes=MAX_RESULT_BYTES, what="result")
+    except InputFileError as exc:
+        raise ParameterError(str(exc)) from None
     try:
         return SessionResult.from_json(data)
     except ValidationError as exc:

@@ -66,10 +66,10 @@ class NormalisationSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    robust_scale_factor: float = Field(gt=0)
-    min_segments: int = Field(ge=2)
-    z_clip: float = Field(gt=0)
-    min_words: int = Field(ge=1)
+    robust_scale_factor: float = Field(gt=0, le=100)
+    min_segments: int = Field(ge=2, le=1_000_000)
+    z_clip: float = Field(gt=0, le=100)
+    min_words: int = Field(ge=1, le=1_000_000)
     speaker_scale_floors: dict[str, float]
 
     @classmethod
@@ -87,9 +87,10 @@ class NormalisationSettings(BaseModel):
         unknown = sorted(set(settings.speaker_scale_floors) - set(FEATURES))
         if unknown:
             raise ConfigError(f"{source}: speaker_scale_floors names unknown features {unknown}")
-        bad = {k: v for k, v in settings.speaker_scale_floors.items() if not v > 0}
+        bad = {k: v for k, v in settings.speaker_scale_floors.items()
+               if not (0 < v <= 1e6 and math.isfinite(v))}
         if bad:
-            raise ConfigError(f"{source}: speaker_scale_floors must be > 0, got {bad}")
+            raise ConfigError(f"{source}: speaker_scale_floors must be in (0, 1e6], got {bad}")
         return settings
 
     def floor(self, feature: str) -> float:
@@ -181,9 +182,11 @@ class PopulationNorms:
                 except (KeyError, TypeError, ValueError):
                     raise ConfigError(f"{source}: {feat}.{group} needs numeric 'mean' and "
                                       "'sd'") from None
-                if not (math.isfinite(mean) and math.isfinite(sd) and sd > 0):
-                    raise ConfigError(f"{source}: {feat}.{group}: mean must be finite and sd "
-                                      f"> 0, got mean={mean!r}, sd={sd!r}")
+                if not (math.isfinite(mean) and math.isfinite(sd) and 0 < sd <= 1e6
+                        and abs(mean) <= 1e6):
+                    raise ConfigError(f"{source}: {feat}.{group}: mean must be finite with "
+                                      "|mean| ≤ 1e6 and sd > 0 (≤ 1e6), got "
+                                      f"mean={mean!r}, sd={sd!r}")
                 groups[group] = (mean, sd, str(g.get("status", "unspecified")))
             if "all" not in groups:
                 raise ConfigError(f"{source}: {feat} needs an 'all' (sex-independent) entry")
@@ -233,8 +236,10 @@ def population_z(raw: Mapping[str, float | None], norms: PopulationNorms,
 class ProfileFeature(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    median: float
-    scale: float = Field(gt=0, description="max(1.4826·MAD, floor), in the feature's unit")
+    median: float = Field(ge=-1e6, le=1e6, allow_inf_nan=False,
+                          description="in the feature's unit; finite, |median| ≤ 1e6")
+    scale: float = Field(gt=0, le=1e6, allow_inf_nan=False,
+                         description="max(1.4826·MAD, floor), in the feature's unit")
     n_segments: int = Field(ge=1)
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "FusionSpec",
     "load_prior",
     "load_model_file",
+    "check_number",
 ]
 
 TARGETS = ("stress", "depression")
@@ -66,6 +67,28 @@ PRIOR_FORMAT = "vocalfusion-fusion-prior"
 MODEL_FORMAT = "vocalfusion-fusion-model"
 PRIOR_CALIBRATION_STATUS = "prior — not calibrated on labelled data"
 HeadKind = Literal["logistic", "regression"]
+#: bounds of the numbers a model/prior file may hold (a larger value is a corrupt or
+#: degenerate file: it would saturate or overflow every score)
+MAX_ABS_WEIGHT = 1e4  # per standardised unit, and intercepts (log-odds or target units)
+MAX_ABS_CENTER = 1e6  # in the feature's own unit (Hz, dB, …)
+SCALE_RANGE = (1e-9, 1e6)
+Z_CLIP_RANGE = (0.0, 100.0)
+
+
+def check_number(value: Any, key: str, *, lo: float, hi: float, source: str,
+                 lo_open: bool = False) -> float:
+    """``value`` as a float if it is finite and in ``[lo, hi]`` (``(lo, hi]`` with
+    ``lo_open``); else a :class:`ConfigError` naming ``key`` and the valid range."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {key} must be a number, got {value!r}") from None
+    ok = math.isfinite(x) and (x > lo if lo_open else x >= lo) and x <= hi
+    if not ok:
+        left = "(" if lo_open else "["
+        raise ConfigError(f"{source}: {key} = {x!r} is outside the valid range "
+                          f"{left}{lo:g}, {hi:g}]")
+    return x
 
 
 class ConfidenceSettings(BaseModel):
@@ -73,7 +96,7 @@ class ConfidenceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    full_duration_s: float = Field(gt=0)
+    full_duration_s: float = Field(gt=0, le=3600)
     full_voiced_fraction: float = Field(gt=0, le=1)
     rule: str = ""
 
@@ -143,6 +166,28 @@ class LinearHead:
                 ) from None
         if self.kind == "regression" and not (self.y_sd and self.y_sd > 0):
             raise ConfigError(f"{self.target} regression head needs y_sd > 0")
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        src = f"{self.target} head"
+        w = MAX_ABS_WEIGHT
+        check_number(self.intercept, "intercept", lo=-w, hi=w, source=src)
+        check_number(self.z_clip, "z_clip", lo=Z_CLIP_RANGE[0], hi=Z_CLIP_RANGE[1],
+                     lo_open=True, source=src)
+        for name, value in self.weights.items():
+            check_number(value, f"{name} weight", lo=-w, hi=w, source=src)
+        for name, value in self.center.items():
+            check_number(value, f"{name} center", lo=-MAX_ABS_CENTER, hi=MAX_ABS_CENTER,
+                         source=src)
+        for name, value in self.scale.items():
+            check_number(value, f"{name} scale", lo=SCALE_RANGE[0], hi=SCALE_RANGE[1],
+                         source=src)
+        if self.y_mean is not None:
+            check_number(self.y_mean, "y_mean", lo=-MAX_ABS_CENTER, hi=MAX_ABS_CENTER,
+                         source=src)
+        if self.y_sd is not None:
+            check_number(self.y_sd, "y_sd", lo=0.0, hi=MAX_ABS_CENTER, lo_open=True,
+                         source=src)
 
     @property
     def calibrated(self) -> bool:
@@ -242,6 +287,8 @@ class LinearHead:
                        calibrator=calibrator_from_dict(cal) if cal else None,
                        y_mean=d.get("y_mean"), y_sd=d.get("y_sd"),
                        origin=d.get("origin", "fitted"))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: invalid head: {type(exc).__name__}: {exc}") from None
         if head.kind not in ("logistic", "regression"):
@@ -335,7 +382,8 @@ def load_prior(path: str | Path | None = None) -> FusionSpec:
             if norm == "speaker" and feat not in normalisation.speaker_scale_floors:
                 raise ConfigError(f"{src}: {feat} is speaker-normalised but has no "
                                   "speaker_scale_floors entry")
-            beta = float(c["beta"])
+            beta = check_number(c["beta"], f"{target}.coefficients[{i}].beta",
+                                lo=-MAX_ABS_WEIGHT, hi=MAX_ABS_WEIGHT, source=src)
             name = f"{'speaker_z' if norm == 'speaker' else 'population_z'}.{feat}"
             if name in weights:
                 raise ConfigError(f"{src}: {target}: {name} listed twice")

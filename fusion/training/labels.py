@@ -42,6 +42,7 @@ from typing import Any, Literal
 import numpy as np
 
 from features.errors import ConfigError, ParameterError
+from fusion._jsonio import MAX_RESULT_BYTES, read_json_bytes
 from fusion.schema import SegmentResult, SessionResult
 from fusion.scoring.baseline import PopulationNorms, profile_from_segments
 from fusion.scoring.fuser import session_features
@@ -93,9 +94,9 @@ def read_label_csv(path: str | Path) -> list[LabelRow]:
     """Parse the label CSV (see the module docstring); errors name the line and column."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ParameterError(f"{p}: cannot read label table ({exc.strerror})") from None
+        text = read_json_bytes(p, what="label table").decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParameterError(f"{p}: label table is not UTF-8 ({exc})") from None
     reader = csv.DictReader(text.splitlines())
     cols = [c.strip() for c in (reader.fieldnames or [])]
     if "file" not in cols or "speaker" not in cols:
@@ -158,9 +159,10 @@ def load_sessions(rows: Sequence[LabelRow], *, analyzer_factory: Callable[[], An
             continue
         if f.suffix.lower() == ".json":
             try:
-                out[f] = SessionResult.from_json(f.read_bytes())
-            except OSError as exc:
-                raise ParameterError(f"{f}: cannot read analysis JSON ({exc.strerror})") from None
+                out[f] = SessionResult.from_json(read_json_bytes(
+                    f, what="analysis JSON", max_bytes=MAX_RESULT_BYTES))
+            except ConfigError:
+                raise
             except ValueError as exc:
                 raise ParameterError(f"{f}: not a vocalfusion analysis JSON: "
                                      f"{str(exc).splitlines()[0]}") from None

@@ -47,6 +47,7 @@ def register(sub: Any) -> None:
 
 def func(args: argparse.Namespace) -> int:
     from features.errors import ParameterError
+    from fusion._jsonio import MAX_RESULT_BYTES, read_json_bytes
     from fusion.files import atomic_write_text
     from fusion.schema import SessionResult
     from fusion.scoring.baseline import build_norms, build_profile, save_profile
@@ -59,10 +60,9 @@ def func(args: argparse.Namespace) -> int:
         if path.suffix.lower() != ".json":
             raise ParameterError(f"{path}: baseline build reads saved analysis JSON files "
                                  "(from `vocalfusion analyze`), not audio")
+        data = read_json_bytes(path, what="analysis JSON", max_bytes=MAX_RESULT_BYTES)
         try:
-            sessions.append(SessionResult.from_json(path.read_bytes()))
-        except OSError as exc:
-            raise ParameterError(f"{path}: cannot read ({exc.strerror})") from None
+            sessions.append(SessionResult.from_json(data))
         except ValueError as exc:
             raise ParameterError(f"{path}: not a vocalfusion analysis JSON: "
                                  f"{str(exc).splitlines()[0]}") from None
