@@ -525,8 +525,9 @@ def _run_locked(
         "config_hash": config_hash, "depends_on": deps, "config": wcfg.to_dict(),
         "engine": engine, "num_workers": n_workers,
         "threads_per_worker": wcfg.runtime.num_threads,
-        "inputs": [str(x) for x in inputs] if not isinstance(inputs, (str, os.PathLike))
-        else str(inputs),
+        "inputs": [public_path(str(x), wcfg.privacy.paths) for x in inputs]
+        if not isinstance(inputs, (str, os.PathLike))
+        else public_path(str(inputs), wcfg.privacy.paths),
         "started_at": started_at.isoformat(), "n_files": len(paths),
         "n_cached": len(cached),
     }
@@ -567,9 +568,11 @@ def _run_locked(
             else:
                 # a result on disk that no longer matches this input must not enter the tables
                 jp.unlink(missing_ok=True)
+                shown = public_path(outcome.path, wcfg.privacy.paths)  # privacy.paths
                 errors[outcome.index] = BatchErrorRecord(
-                    file=outcome.path, error_class=outcome.error_class or "Error",
-                    code=outcome.code or "error", message=outcome.message or "")
+                    file=shown, error_class=outcome.error_class or "Error",
+                    code=outcome.code or "error",
+                    message=(outcome.message or "").replace(outcome.path, shown))
             if progress is not None:
                 progress.file_finished(outcome)
     except BaseException:
