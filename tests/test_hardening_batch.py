@@ -362,3 +362,27 @@ def test_resume_redoes_a_result_made_with_another_stream_backend(tmp_path: Path)
     assert (again.n_analysed, again.n_cached) == (1, 2)
     redone = json.loads(jp.read_bytes())
     assert redone["streams"]["emotion"]["provenance"] != data["streams"]["emotion"]["provenance"]
+
+
+def test_dependency_hashes_cover_the_speaker_profile_and_refuse_special_files(
+        tmp_path: Path) -> None:
+    import hashlib
+
+    from fusion.batch.state import dependency_hashes
+
+    profile = tmp_path / "speaker.json"
+    profile.write_text('{"any": "content: only its bytes are hashed here"}')
+    cfg = load_config(overrides=[*FAST, f"fusion.speaker_profile={json.dumps(str(profile))}"])
+    deps = dependency_hashes(cfg)
+    assert deps["fusion.speaker_profile"] == hashlib.sha256(profile.read_bytes()).hexdigest()
+    assert deps["fusion.model"] == hashlib.sha256(
+        (config_dir() / "fusion_prior.json").read_bytes()).hexdigest()
+    assert set(deps) == {"fusion.model", "fusion.population_norms", "fusion.speaker_profile"}
+    assert dependency_hashes(load_config(overrides=[*FAST, "fusion.enabled=false"])) == {}
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    t0 = time.monotonic()
+    with pytest.raises(BatchError, match="fusion.speaker_profile.*not a regular file"):
+        dependency_hashes(load_config(
+            overrides=[*FAST, f"fusion.speaker_profile={json.dumps(str(fifo))}"]))
+    assert time.monotonic() - t0 < 5  # never blocks on a FIFO without a writer
