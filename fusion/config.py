@@ -42,6 +42,7 @@ __all__ = [
     "AudioConfig",
     "FusionConfig",
     "RuntimeConfig",
+    "PrivacyConfig",
     "Config",
     "config_model",
     "load_config",
@@ -135,6 +136,24 @@ class RuntimeConfig(BaseModel):
         None, description="never contact a model hub; None = honour HF_HUB_OFFLINE")
 
 
+class PrivacyConfig(BaseModel):
+    """What results may carry when they leave the machine (config section ``[privacy]``).
+
+    Applied whenever a result is serialised (JSON files, batch tables, the server's answers,
+    the HTML report); see ``docs/privacy.md`` for what each output contains.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    paths: Literal["as_given", "name", "hashed"] = Field(
+        "as_given", description="input and model paths: as given; the file name only; or "
+                                "'sha256:' + the first 16 hex digits of the sha256 of the path")
+    redact_transcript: bool = Field(
+        False, description="replace the words by counts and timings (no text anywhere)")
+    voiceprints: bool = Field(
+        False, description="keep speaker voiceprints (biometric) in results; off = removed")
+
+
 class Config(BaseModel):
     """The whole engine configuration. Every field has a default; see ``configs/default.toml``.
 
@@ -152,6 +171,7 @@ class Config(BaseModel):
     sentiment: SentimentConfig = Field(default_factory=SentimentConfig)
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -16,6 +16,7 @@ renamed or removed one the major version; ``docs/changelog.md`` lists every chan
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -50,13 +51,15 @@ __all__ = [
     "TABLE_INDEX",
     "STDIN_FILE",
     "absolute_path",
+    "public_path",
+    "PATH_MODES",
     "segment_table_csv",
     "read_segment_table",
     "result_models",
 ]
 
 #: version of the result JSON format (semver; see docs/changelog.md)
-SCHEMA_VERSION = "1.1.0"
+SCHEMA_VERSION = "1.2.0"
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
@@ -199,17 +202,61 @@ class SessionResult(BaseModel):
     config: dict[str, Any]
     config_hash: str
     warnings: list[str] = Field(default_factory=list)
+    depends_on: dict[str, str] = Field(
+        default_factory=dict, description="sha256 of every file the result depends on, by "
+        "config key (fusion.model, fusion.population_norms, fusion.speaker_profile); batch "
+        "results")
 
     # ---------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict: missing values are ``None``; a non-finite measurement is the
+        """Plain JSON-ready dict, with the result's ``privacy`` settings applied (see
+        :meth:`with_privacy`): missing values are ``None``; a non-finite measurement is the
         string ``"Infinity"``, ``"-Infinity"`` or ``"NaN"`` (never ``None``), so the dict
         serialises as strict JSON."""
-        return cast(dict[str, Any], strict_jsonable(self.model_dump(mode="json")))
+        return cast(dict[str, Any], strict_jsonable(self.with_privacy().model_dump(mode="json")))
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        """Strict JSON (see :meth:`to_dict`); :meth:`from_json` reads it back exactly."""
-        return dumps_strict(self.model_dump(mode="json"), indent=indent)
+        """Strict JSON (see :meth:`to_dict`), with the result's ``privacy`` settings applied;
+        :meth:`from_json` reads it back exactly."""
+        return dumps_strict(self.with_privacy().model_dump(mode="json"), indent=indent)
+
+    def privacy(self) -> dict[str, Any]:
+        """The ``privacy`` section of the result's config (defaults where absent)."""
+        p = self.config.get("privacy") if isinstance(self.config, dict) else None
+        p = p if isinstance(p, dict) else {}
+        return {"paths": p.get("paths", "as_given"),
+                "redact_transcript": bool(p.get("redact_transcript", False)),
+                "voiceprints": bool(p.get("voiceprints", False))}
+
+    def with_privacy(self, privacy: dict[str, Any] | None = None) -> SessionResult:
+        """This result as its ``privacy`` config section (or ``privacy``) allows it to leave
+        the machine; ``self`` when nothing changes. Idempotent.
+
+        * ``paths``: the input path, the fusion model/profile/norms paths and absolute model
+          paths become the file name (``"name"``) or ``sha256:<16 hex>`` of the absolute path
+          (``"hashed"``), everywhere in the result (warnings and reasons included).
+        * ``redact_transcript``: every word's and segment's text and the transcript stream's
+          session text are emptied; counts, timings and probabilities stay.
+        * ``voiceprints`` false: every ``voiceprint`` value is removed (set to null).
+        """
+        p = self.privacy() if privacy is None else {**self.privacy(), **privacy}
+        data = self.model_dump(mode="json")
+        changed = False
+        mode = p["paths"]
+        if mode != "as_given":
+            subst = _path_substitutions(data, mode)
+            if subst:
+                replaced = _replace_strings(data, subst)
+                changed = replaced != data
+                data = replaced
+        if p["redact_transcript"]:
+            changed |= _redact_transcript(data)
+        if not p["voiceprints"]:
+            changed |= _drop_voiceprints(data)
+        if not changed:
+            return self
+        model = result_models()[1] if type(self) is SessionResult else type(self)
+        return model.model_validate(data)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> SessionResult:
@@ -223,9 +270,11 @@ class SessionResult(BaseModel):
 
         ``file`` defaults to ``source.path`` (see :meth:`to_dataframe` for the rule).
         """
-        name = self.source.path if file is None else file
-        abs_path = absolute_path(self.source.path)
-        return [_flatten_segment(name, abs_path, seg) for seg in self.segments]
+        mode = self.privacy()["paths"]
+        shown = self.with_privacy()
+        name = shown.source.path if file is None else public_path(file, mode)
+        abs_path = public_path(absolute_path(self.source.path), mode)
+        return [_flatten_segment(name, abs_path, seg) for seg in shown.segments]
 
     def to_dataframe(self, file: str | None = None) -> Any:
         """Segment table indexed by ``MultiIndex(file, start, end)`` with Timedelta levels.
@@ -269,9 +318,10 @@ class SessionResult(BaseModel):
         ``file`` and ``path_abs`` follow the rule of :meth:`to_dataframe`.
         """
         s = self.summary
+        mode = self.privacy()["paths"]
         rec: dict[str, Any] = {
-            "file": self.source.path if file is None else file,
-            "path_abs": absolute_path(self.source.path),
+            "file": public_path(self.source.path if file is None else file, mode),
+            "path_abs": public_path(absolute_path(self.source.path), mode),
             "sha256": self.source.sha256,
             "duration_s": self.source.duration_s,
             "status": str(self.status),
@@ -304,6 +354,115 @@ def absolute_path(path: str) -> str:
     if path in (STDIN_FILE, _STDIN_ABS):
         return _STDIN_ABS
     return os.path.abspath(path)
+
+
+#: the values of ``privacy.paths``
+PATH_MODES = ("as_given", "name", "hashed")
+_HASHED = "sha256:"
+
+
+def public_path(path: str, mode: str) -> str:
+    """A path as ``privacy.paths`` lets it leave the machine.
+
+    ``"as_given"``: unchanged; ``"name"``: the file name; ``"hashed"``: ``sha256:`` and the
+    first 16 hex digits of the sha256 of the absolute path (the same key for a path given
+    relative or absolute). Standard input (``-``) stays; a hashed path stays as it is.
+    """
+    if mode == "as_given" or path in (STDIN_FILE, _STDIN_ABS, "<signal>") or not path:
+        return path
+    if mode == "name":
+        return os.path.basename(path.rstrip("/\\")) or path
+    if path.startswith(_HASHED):
+        return path
+    return _HASHED + hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:16]
+
+
+def _path_substitutions(data: dict[str, Any], mode: str) -> dict[str, str]:
+    """Every path string in a result dict that privacy must rewrite → its public form."""
+    found: list[str] = [data["source"]["path"]]
+    fusion = data.get("fusion") or {}
+    if fusion.get("model_path"):
+        found.append(fusion["model_path"])
+    fcfg = (data.get("config") or {}).get("fusion") or {}
+    for key in ("speaker_profile", "population_norms"):
+        if isinstance(fcfg.get(key), str) and fcfg[key]:
+            found.append(fcfg[key])
+    if isinstance(fcfg.get("model"), str) and fcfg["model"] != "prior":
+        found.append(fcfg["model"])
+    for info in (data.get("streams") or {}).values():
+        mid = (info.get("provenance") or {}).get("model_id")
+        if isinstance(mid, str) and os.path.isabs(mid):
+            found.append(mid)
+    for section in (data.get("config") or {}).values():
+        if isinstance(section, dict):
+            found.extend(v for v in section.values()
+                         if isinstance(v, str) and os.path.isabs(v))
+    subst: dict[str, str] = {}
+    for path in found:
+        if path.startswith(_HASHED):
+            continue
+        for form in {path, os.path.abspath(path)} if path not in (STDIN_FILE, _STDIN_ABS) \
+                else {path}:
+            public = public_path(path, mode)
+            if form and form != public:
+                subst[form] = public
+    return subst
+
+
+def _replace_strings(obj: Any, subst: dict[str, str]) -> Any:
+    """``obj`` with every occurrence of each key of ``subst`` replaced (longest first)."""
+    order = sorted(subst, key=len, reverse=True)
+
+    def walk(o: Any) -> Any:
+        if isinstance(o, str):
+            if o in subst:
+                return subst[o]
+            for k in order:
+                if k in o:
+                    o = o.replace(k, subst[k])
+            return o
+        if isinstance(o, dict):
+            return {walk(k): walk(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [walk(v) for v in o]
+        return o
+
+    return walk(obj)
+
+
+def _redact_transcript(data: dict[str, Any]) -> bool:
+    """Empty every text of the transcript (in place); True when something changed."""
+    changed = False
+    for seg in data.get("segments") or []:
+        tr = seg.get("transcript")
+        if not tr:
+            continue
+        if tr.get("text"):
+            tr["text"], changed = "", True
+        for w in tr.get("words") or []:
+            if w.get("text"):
+                w["text"], changed = "", True
+    for info in (data.get("streams") or {}).values():
+        session = info.get("session") or {}
+        for key, value in session.items():
+            if "text" in key and isinstance(value, str) and value:
+                session[key], changed = "", True
+    return changed
+
+
+def _drop_voiceprints(obj: Any) -> bool:
+    """Set every ``voiceprint`` value to None (in place); True when something changed."""
+    changed = False
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key == "voiceprint" and value is not None:
+                obj[key], changed = None, True
+            else:
+                changed |= _drop_voiceprints(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            changed |= _drop_voiceprints(value)
+    return changed
 
 
 def segment_table_csv(df: Any) -> str:

@@ -17,10 +17,20 @@ Guarantees
 * **Atomic writes.** Every output is written to a temporary file beside its target and renamed
   over it, so a killed run leaves complete files or none.
 * **Resumable.** A file is skipped when ``results/<name>.json`` holds a result for the same
-  path, the same input bytes (sha256), the same config hash and the same package version. The
+  path, the same input bytes (sha256), the same config hash, the same package version, the
+  same content of every file the result depends on (fusion model, speaker profile, population
+  norms: ``depends_on``) and the same effective backend, model and revision of every stream
+  (see :mod:`fusion.batch.state`). The
   Parquet tables and ``errors.csv`` are rebuilt at the end of every run from the per-file
   JSONs, so they are complete after a resumed run. Failed files are retried on a rerun.
 * **Models load once per worker**, not once per file.
+* **One run per folder.** A run holds ``OUT/.vocalfusion.lock``; a second run into the same
+  folder refuses, naming the first (pid, host, start time); a stale lock is taken over.
+* **Write failures are reported, not raised.** An output folder that cannot be written (or
+  is a file) stops the run before any work, with one line (:class:`BatchError`). A result that
+  cannot be written is a failed file (code ``write_failed``); tables that cannot be written
+  end the run with :class:`BatchWriteError`, and the manifest says ``failed`` and what was
+  not written.
 
 Engines: ``"local"`` (a pool of worker processes, :mod:`fusion.batch.pool`) and ``"ray"``
 (Ray Data with an actor pool, :mod:`fusion.batch.ray_data`; ``pip install "vocalfusion[ray]"``).
@@ -54,6 +64,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.audio.load import file_sha256
 from features.errors import AudioError
 from fusion.batch.pool import BatchError, FileLimits, FileOutcome, FileTask, LocalPool
+from fusion.batch.state import (
+    acquire_lock,
+    dependency_hashes,
+    result_stream_signature,
+    signatures_match,
+    stream_signature,
+)
 from fusion.config import Config, load_config
 from fusion.engine.many import analyze_files_in_process, concat_segments, segments_table
 from fusion.files import (
@@ -72,6 +89,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchError",
+    "BatchWriteError",
     "BatchErrorRecord",
     "BatchObserver",
     "BatchSummary",
@@ -99,6 +117,10 @@ RESULTS_DIR = "results"
 #: ``manifest.json`` format identifier
 MANIFEST_SCHEMA = "vocalfusion-batch/1"
 ERROR_COLUMNS = ("file", "error_class", "code", "message")
+
+
+class BatchWriteError(BatchError):
+    """The batch's tables or manifest could not be written (full disk, read-only folder)."""
 
 
 # ---------------------------------------------------------------------------- result models
@@ -264,18 +286,82 @@ def _remove_stale_parts(out: Path) -> None:
         part.unlink(missing_ok=True)
 
 
-def _up_to_date(json_path: Path, path: str, config_hash: str, version: str) -> bool:
-    """Whether ``json_path`` holds the result of this exact input under this config."""
+def _up_to_date(json_path: Path, path: str, config_hash: str, version: str,
+                recorded_path: str | None = None) -> bool:
+    """Whether ``json_path`` holds the result of this exact input under this config
+    (``recorded_path``: the path as the result records it, when privacy rewrites it)."""
     try:
         data = json.loads(json_path.read_bytes())
         src = data["source"]
         if (data["config_hash"] != config_hash or data["package_version"] != version
-                or src["path"] != path or not src.get("sha256")):
+                or src["path"] != (recorded_path or path) or not src.get("sha256")):
             return False
         # file_sha256 reads regular files only (a FIFO would block): anything else is redone
         return bool(src["sha256"] == file_sha256(path))
     except (OSError, ValueError, KeyError, TypeError, AudioError):
         return False
+
+
+def _depends_on_matches(json_path: Path, deps: dict[str, str]) -> bool:
+    """Whether the result in ``json_path`` was made with these dependency file contents."""
+    try:
+        return bool(json.loads(json_path.read_bytes()).get("depends_on", {}) == deps)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def current_stream_signature(config: Config) -> dict[str, str]:
+    """The effective backend/model/revision of every stream on this machine (the models are
+    loaded in this process, then released)."""
+    from fusion.engine.analyzer import Analyzer
+
+    analyzer = Analyzer(config)
+    try:
+        return stream_signature(analyzer.stream_infos())
+    finally:
+        del analyzer
+
+
+def _stamp(result_json: str, deps: dict[str, str]) -> str:
+    """The worker's result with the dependency hashes of this batch recorded."""
+    from fusion.schema import result_models
+
+    result = result_models()[1].model_validate_json(result_json)
+    return result.model_copy(update={"depends_on": dict(deps)}).to_json()
+
+
+def _prepare_out_dir(out: Path) -> None:
+    """Create ``out`` or refuse in one line (a file in the way, a read-only parent)."""
+    if out.exists() and not out.is_dir():
+        raise BatchError(f"-o {out}: exists and is not a folder; name a folder for the "
+                         "batch's outputs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BatchError(f"cannot create the output folder {out}: "
+                         f"{exc.strerror or exc}") from None
+
+
+def _write_or_record(path: Path, write: Callable[[], None], failed: list[str]) -> None:
+    try:
+        write()
+    except OSError as exc:
+        failed.append(f"{path.name} ({exc.strerror or exc})")
+
+
+def _final_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Best effort: a manifest that says how the run ended, never a stale ``running`` one.
+    When even that cannot be written (full disk), the old manifest is removed."""
+    try:
+        atomic_write_text(path, dumps_strict(manifest))
+    except OSError:
+        try:
+            path.unlink(missing_ok=True)  # frees its blocks: the short form may fit
+            atomic_write_text(path, dumps_strict({k: manifest[k] for k in (
+                "schema", "status", "package_version", "config_hash", "write_errors")
+                if k in manifest}))
+        except OSError:
+            log.error("%s: cannot write the manifest", path)
 
 
 # ---------------------------------------------------------------------------- engines
@@ -392,7 +478,26 @@ def run_batch(
     given = [g for _, g in pairs]
     if not paths:
         raise BatchError(f"no audio files found in {inputs}")
+    deps = dependency_hashes(wcfg)
     out = Path(out_dir)
+    _prepare_out_dir(out)
+    with acquire_lock(out):
+        return _run_locked(
+            paths, given, root, out, wcfg, inputs=inputs, deps=deps, config_hash=config_hash,
+            version=version, engine=engine, n_workers=n_workers, limits=limits,
+            ray_address=ray_address, ray_num_cpus=ray_num_cpus, progress=progress, t0=t0,
+            started_at=started_at)
+
+
+def _run_locked(
+    paths: list[Path], given: list[str], root: Path | None, out: Path, wcfg: Config, *,
+    inputs: Any, deps: dict[str, str], config_hash: str, version: str, engine: Engine,
+    n_workers: int, limits: FileLimits | None, ray_address: str | None,
+    ray_num_cpus: int | None, progress: BatchObserver | None, t0: float, started_at: datetime,
+) -> BatchSummary:
+    """:func:`run_batch` once the output folder's lock is held."""
+    from fusion.schema import public_path
+
     results_dir = out / RESULTS_DIR
     json_paths = [results_dir / f"{n}.json" for n in output_names(paths, root)]
 
@@ -400,21 +505,40 @@ def run_batch(
     tasks: list[FileTask] = []
     cached: list[int] = []
     for i, (p, jp) in enumerate(zip(paths, json_paths, strict=True)):
-        if jp.is_file() and _up_to_date(jp, str(p), config_hash, version):
+        if (jp.is_file() and _up_to_date(jp, str(p), config_hash, version,
+                                         public_path(str(p), wcfg.privacy.paths))
+                and _depends_on_matches(jp, deps)):
             cached.append(i)
         else:
             tasks.append(FileTask(index=i, path=str(p)))
+    if cached:
+        # a result made by another backend or model revision (a stream that fell back, or
+        # was missing, on another machine) is not comparable: analyse it again
+        current = current_stream_signature(wcfg)
+        stale = [i for i in cached
+                 if not signatures_match(_signature_of(json_paths[i]), current)]
+        if stale:
+            log.warning("%d cached result(s) were made with other stream backends or model "
+                        "revisions; analysing them again", len(stale))
+            cached = [i for i in cached if i not in set(stale)]
+            tasks.extend(FileTask(index=i, path=str(paths[i])) for i in stale)
 
     manifest: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA, "status": "running", "package_version": version,
-        "config_hash": config_hash, "config": wcfg.to_dict(), "engine": engine,
-        "num_workers": n_workers, "threads_per_worker": wcfg.runtime.num_threads,
-        "inputs": [str(x) for x in inputs] if not isinstance(inputs, (str, os.PathLike))
-        else str(inputs),
+        "config_hash": config_hash, "depends_on": deps, "config": wcfg.to_dict(),
+        "engine": engine, "num_workers": n_workers,
+        "threads_per_worker": wcfg.runtime.num_threads,
+        "inputs": [public_path(str(x), wcfg.privacy.paths) for x in inputs]
+        if not isinstance(inputs, (str, os.PathLike))
+        else public_path(str(inputs), wcfg.privacy.paths),
         "started_at": started_at.isoformat(), "n_files": len(paths),
         "n_cached": len(cached),
     }
-    atomic_write_text(out / "manifest.json", dumps_strict(manifest))
+    try:
+        atomic_write_text(out / "manifest.json", dumps_strict(manifest))
+    except OSError as exc:
+        raise BatchError(f"cannot write to the output folder {out}: "
+                         f"{exc.strerror or exc}") from None
     if progress is not None:
         progress.begin(total=len(paths), cached=len(cached), engine=engine,
                        num_workers=n_workers)
@@ -433,12 +557,12 @@ def run_batch(
             jp = json_paths[outcome.index]
             if outcome.status == "ok" and outcome.result_json is not None:
                 try:
-                    atomic_write_text(jp, outcome.result_json)
+                    atomic_write_text(jp, _stamp(outcome.result_json, deps))
                 except OSError as exc:
                     outcome = FileOutcome(
                         index=outcome.index, path=outcome.path, status="error",
                         error_class=type(exc).__name__, code="write_failed",
-                        message=f"{outcome.path}: cannot write {jp}: {exc}",
+                        message=f"{outcome.path}: cannot write {jp}: {exc.strerror or exc}",
                         elapsed_s=outcome.elapsed_s, audio_s=outcome.audio_s,
                         worker_pid=outcome.worker_pid)
             if outcome.status == "ok":
@@ -447,25 +571,33 @@ def run_batch(
             else:
                 # a result on disk that no longer matches this input must not enter the tables
                 jp.unlink(missing_ok=True)
+                shown = public_path(outcome.path, wcfg.privacy.paths)  # privacy.paths
                 errors[outcome.index] = BatchErrorRecord(
-                    file=outcome.path, error_class=outcome.error_class or "Error",
-                    code=outcome.code or "error", message=outcome.message or "")
+                    file=shown, error_class=outcome.error_class or "Error",
+                    code=outcome.code or "error",
+                    message=(outcome.message or "").replace(outcome.path, shown))
             if progress is not None:
                 progress.file_finished(outcome)
     except BaseException:
         manifest.update(status="interrupted", finished_at=datetime.now(UTC).isoformat(),
                         n_analysed=len(analysed), n_failed=len(errors))
-        atomic_write_text(out / "manifest.json", dumps_strict(manifest))
+        _final_manifest(out / "manifest.json", manifest)
         raise
 
     elapsed = time.perf_counter() - t0
     done_ok = sorted([*cached, *analysed])
     segments, sessions = build_tables([json_paths[i] for i in done_ok],
                                       files=[given[i] for i in done_ok])
-    _write_parquet(out / "segments.parquet", segments, index=True)
-    _write_parquet(out / "sessions.parquet", sessions, index=False)
+    not_written: list[str] = []
+    _write_or_record(out / "segments.parquet",
+                     lambda: _write_parquet(out / "segments.parquet", segments, index=True),
+                     not_written)
+    _write_or_record(out / "sessions.parquet",
+                     lambda: _write_parquet(out / "sessions.parquet", sessions, index=False),
+                     not_written)
     error_list = [errors[i] for i in sorted(errors)]
-    _write_errors_csv(out / "errors.csv", error_list)
+    _write_or_record(out / "errors.csv", lambda: _write_errors_csv(out / "errors.csv",
+                                                                   error_list), not_written)
     n_insufficient = int((sessions["status"] == "insufficient speech").sum()) if len(
         sessions) else 0
     n_processed = len(analysed) + len(errors)
@@ -478,16 +610,31 @@ def run_batch(
         audio_s=round(audio_s, 3),
         files_per_min=round(60.0 * n_processed / elapsed, 3) if n_processed else None,
         errors=error_list)
-    manifest.update(status="complete", finished_at=datetime.now(UTC).isoformat(),
+    manifest.update(status="failed" if not_written else "complete",
+                    finished_at=datetime.now(UTC).isoformat(),
                     **summary.model_dump(include={"n_analysed", "n_failed",
                                                   "n_insufficient_speech", "elapsed_s",
                                                   "audio_s", "files_per_min"}),
                     outputs={"results": RESULTS_DIR, "segments": "segments.parquet",
                              "sessions": "sessions.parquet", "errors": "errors.csv"})
-    atomic_write_text(out / "manifest.json", dumps_strict(manifest))
+    n_write_failed = sum(e.code == "write_failed" for e in error_list)
+    if not_written or n_write_failed:
+        manifest["write_errors"] = [*not_written, *(
+            f"{e.file}: result not written" for e in error_list if e.code == "write_failed")]
+    _final_manifest(out / "manifest.json", manifest)
+    if not_written:
+        raise BatchWriteError(f"{out}: could not write {', '.join(not_written)}; "
+                              f"{len(done_ok)} result(s) are in {results_dir}")
     if progress is not None:
         progress.end(summary)
     return summary
+
+
+def _signature_of(json_path: Path) -> dict[str, str] | None:
+    try:
+        return result_stream_signature(json_path.read_bytes())
+    except OSError:
+        return None
 
 
 # ---------------------------------------------------------------------------- tables

@@ -166,7 +166,12 @@ def render_session(result: SessionResult, *, audio: EmbeddedAudio | None = None,
 
 def session_context(result: SessionResult, *, audio: EmbeddedAudio | None = None,
                     generated_at: datetime | None = None) -> dict[str, Any]:
-    """Everything the session template needs, computed from ``result`` (no markup)."""
+    """Everything the session template needs, computed from ``result`` (no markup).
+
+    The result's ``privacy`` settings hold: the page shows what its JSON would carry (hashed
+    or shortened paths, no transcript text when redacted, no voiceprints).
+    """
+    result = result.with_privacy()
     duration = max(result.source.duration_s, max((s.end_s for s in result.segments), default=0))
     frame = Frame(duration_s=duration if duration > 0 else 1.0)
     mini = Frame(width=480.0, left=40.0, right=10.0, duration_s=frame.duration_s)

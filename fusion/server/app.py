@@ -544,10 +544,11 @@ def _scrub_text(text: str, upload: Upload, state: _ServerState) -> str:
 
 
 def _scrub_result(result: SessionResult, upload: Upload, state: _ServerState) -> SessionResult:
-    """The result with no trace of the server's temp paths (only rebuilt when one occurs)."""
+    """The result with no trace of the server's temp paths (only rebuilt when one occurs),
+    and the server config's ``privacy`` settings applied (paths, transcript, voiceprints)."""
     root = str(state.tempdirs.root)
     if root not in result.model_dump_json():
-        return result
+        return result.with_privacy()
 
     def walk(obj: Any) -> Any:
         if isinstance(obj, str):
@@ -558,7 +559,7 @@ def _scrub_result(result: SessionResult, upload: Upload, state: _ServerState) ->
             return [walk(v) for v in obj]
         return obj
 
-    return SessionResult.model_validate(walk(result.model_dump(mode="json")))
+    return SessionResult.model_validate(walk(result.model_dump(mode="json"))).with_privacy()
 
 
 def _report_renderer() -> Callable[[SessionResult], str] | None:

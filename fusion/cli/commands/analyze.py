@@ -15,7 +15,7 @@ from fusion.cli.commands._common import add_config_args, config_from_args, conso
 from fusion.files import atomic_write_bytes, atomic_write_text, find_audio_files, iter_unique_stems
 from fusion.schema import SessionResult, segment_table_csv
 
-__all__ = ["register", "expand_inputs", "write_result"]
+__all__ = ["register", "expand_inputs", "write_result", "check_out_dir"]
 
 
 def register(sub: Any) -> None:
@@ -50,24 +50,50 @@ def _stem(path: Path, stem: str) -> str:
     return "stdin" if str(path) == STDIN_PATH else stem
 
 
-def write_result(result: SessionResult, out_dir: Path, stem: str, fmt: str) -> list[Path]:
-    """Write ``stem.json`` (and ``stem.segments.csv|parquet``) atomically; return the paths."""
-    written = [out_dir / f"{stem}.json"]
-    atomic_write_text(written[0], result.to_json())
-    if fmt in ("csv", "parquet"):
-        # the one table shape: MultiIndex (file, start, end), Timedelta in Parquet, seconds in
-        # CSV (read either back with fusion.schema.read_segment_table)
-        df = result.to_dataframe()
-        path = out_dir / f"{stem}.segments.{fmt}"
-        if fmt == "csv":
-            atomic_write_text(path, segment_table_csv(df))
-        else:
-            import io
+def check_out_dir(out_dir: Path) -> str | None:
+    """Create ``out_dir`` and check that it takes files; the problem in one line, or None."""
+    import tempfile
 
-            buf = io.BytesIO()
-            df.to_parquet(buf, index=True)
-            atomic_write_bytes(path, buf.getvalue())
+    if out_dir.exists() and not out_dir.is_dir():
+        return f"-o {out_dir}: exists and is not a folder; name a folder for the results"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        return f"cannot write to the output folder {out_dir}: {exc.strerror or exc}"
+    return None
+
+
+def write_result(result: SessionResult, out_dir: Path, stem: str, fmt: str) -> list[Path]:
+    """Write ``stem.json`` (and ``stem.segments.csv|parquet``) atomically; return the paths.
+
+    All or nothing: when one file cannot be written (``OSError``: full disk, read-only
+    folder), the files this call had already written are removed before the error propagates.
+    """
+    written: list[Path] = []
+    try:
+        path = out_dir / f"{stem}.json"
+        atomic_write_text(path, result.to_json())
         written.append(path)
+        if fmt in ("csv", "parquet"):
+            # the one table shape: MultiIndex (file, start, end), Timedelta in Parquet, seconds
+            # in CSV (read either back with fusion.schema.read_segment_table)
+            df = result.to_dataframe()
+            path = out_dir / f"{stem}.segments.{fmt}"
+            if fmt == "csv":
+                atomic_write_text(path, segment_table_csv(df))
+            else:
+                import io
+
+                buf = io.BytesIO()
+                df.to_parquet(buf, index=True)
+                atomic_write_bytes(path, buf.getvalue())
+            written.append(path)
+    except BaseException:
+        for done in written:
+            done.unlink(missing_ok=True)
+        raise
     return written
 
 
@@ -126,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
         err_console.print("error: `-` (standard input) can be given only once")
         return 2
     cfg = config_from_args(args)
+    problem = check_out_dir(args.out)
+    if problem:
+        err_console.print(f"[bold red]error:[/] {escape(problem)}")
+        return 2
     if args.embeddings:
         cfg = cfg.with_overrides({"emotion.embeddings": True})
     analyzer = Analyzer(cfg).load()
@@ -139,10 +169,21 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             err_console.print(f"[red]error:[/] {escape(str(exc))}")
             continue
-        written = write_result(result, args.out, stem, args.format)
-        if args.embeddings:
-            written.extend(_write_embeddings(run_.embeddings.get("emotion"), result, args.out,
-                                             stem, args.embeddings))
+        try:
+            written = write_result(result, args.out, stem, args.format)
+            if args.embeddings:
+                try:
+                    written.extend(_write_embeddings(run_.embeddings.get("emotion"), result,
+                                                     args.out, stem, args.embeddings))
+                except BaseException:
+                    for done in written:
+                        done.unlink(missing_ok=True)
+                    raise
+        except OSError as exc:  # full disk, folder made read-only meanwhile: this file only
+            failed += 1
+            err_console.print(f"[red]error:[/] {escape(str(path))}: cannot write its result "
+                              f"to {escape(str(args.out))}: {escape(exc.strerror or str(exc))}")
+            continue
         if not args.quiet:
             print_session(result)
             console.print("  wrote " + ", ".join(escape(str(p)) for p in written) + "\n")

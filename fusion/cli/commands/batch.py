@@ -3,7 +3,10 @@
 Writes ``OUT/results/<relative path>.json`` per file, ``OUT/segments.parquet``,
 ``OUT/sessions.parquet``, ``OUT/errors.csv`` and ``OUT/manifest.json`` (see
 :mod:`fusion.batch.runner`). Exit codes: 0 every file analysed; 1 some files failed (listed in
-``errors.csv``); 2 usage, config or start-up error; 3 every file failed; 130 interrupted.
+``errors.csv``, results that could not be written among them, code ``write_failed``); 2 usage,
+config or start-up error (an output folder that is a file or cannot be written, a folder
+locked by another run); 3 every file failed, or the tables could not be written (full disk);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:
 
 def func(args: argparse.Namespace) -> int:
     from fusion.batch.progress import LogLines, RichProgress
-    from fusion.batch.runner import BatchError, FileLimits, run_batch
+    from fusion.batch.runner import BatchError, BatchWriteError, FileLimits, run_batch
 
     if args.workers is not None and args.workers < 1:
         err_console.print(f"error: --workers must be at least 1; got {args.workers}")
@@ -86,6 +89,10 @@ def func(args: argparse.Namespace) -> int:
                             engine=args.engine, ray_address=args.ray_address,
                             ray_num_cpus=args.ray_num_cpus, limits=limits,
                             progress=progress)
+    except BatchWriteError as exc:  # the tables could not be written: no usable batch
+        progress.close()
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        return 3
     except BatchError as exc:
         progress.close()
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
