@@ -757,7 +757,7 @@ def create_app(config: Config | None = None, *, settings: ServerSettings | None 
                       options: Annotated[AnalyzeOptions, Query()]) -> Response:
         """Analyse one uploaded file; the SessionResult JSON (as ``vocalfusion analyze``)."""
         outcome = await _state(request).run_sync(request, options)
-        return Response(outcome.result.model_dump_json(), media_type="application/json")
+        return Response(outcome.result.to_json(indent=None), media_type="application/json")
 
     @v1.post("/report", response_class=HTMLResponse, tags=["analysis"],
              responses={200: {"content": {"text/html": {"schema": {"type": "string"}}},
@@ -804,7 +804,7 @@ def create_app(config: Config | None = None, *, settings: ServerSettings | None 
                 update={"request_id": getattr(request.state, "request_id", None)}))
             return JSONResponse(body.model_dump(mode="json"), status_code=job.error_status or 500)
         assert job.result is not None
-        return Response(job.result.model_dump_json(), media_type="application/json")
+        return Response(job.result.to_json(indent=None), media_type="application/json")
 
     @v1.delete("/jobs/{job_id}", status_code=204, tags=["jobs"],
                responses=_err(*auth_errors, 404, 422, 503))
