@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from features.egemaps.stream import EgemapsConfig
 from features.emotion.stream import EmotionConfig
 from features.errors import ConfigError
 from features.prosody.stream import ProsodyConfig
@@ -116,6 +117,7 @@ class Config(BaseModel):
     emotion: EmotionConfig = Field(default_factory=EmotionConfig)
     transcript: TranscriptConfig = Field(default_factory=TranscriptConfig)
     sentiment: SentimentConfig = Field(default_factory=SentimentConfig)
+    egemaps: EgemapsConfig = Field(default_factory=EgemapsConfig)
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model
 
+from features.egemaps.stream import EgemapsFeatures
 from features.emotion.stream import EmotionMeasures
 from features.prosody.stream import ProsodyMeasures
 from features.registry import StreamSpec, stream_specs
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 #: version of the result JSON format (semver; see docs/changelog.md)
-SCHEMA_VERSION = "1.1.0"
+SCHEMA_VERSION = "1.2.0"
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
@@ -171,6 +172,7 @@ class SegmentResult(BaseModel):
     emotion: EmotionMeasures | None = None
     transcript: SegmentTranscript | None = None
     sentiment: SentimentMeasures | None = None
+    egemaps: EgemapsFeatures | None = None
     scores: SegmentScores | None = None
 
     @property
