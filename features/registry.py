@@ -11,7 +11,7 @@ imported by a name read from a config file.
 Examples
 --------
 >>> [spec.name for spec in stream_specs()]
-['prosody', 'emotion', 'transcript', 'sentiment']
+['prosody', 'emotion', 'transcript', 'sentiment', 'egemaps']
 >>> stream_spec("sentiment").requires
 ('transcript',)
 """
@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from features.egemaps.stream import EgemapsConfig, EgemapsFeatures, EgemapsStream
 from features.emotion.stream import EmotionConfig, EmotionMeasures, EmotionStream
 from features.errors import ParameterError
 from features.prosody.stream import ProsodyConfig, ProsodyMeasures, ProsodyStream
@@ -256,7 +257,7 @@ def _sentiment_columns(row: SentimentMeasures) -> dict[str, Any]:
             for k, v in row.model_dump().items() if k != "word_count"}
 
 
-BUILTIN_STREAMS: tuple[str, ...] = ("prosody", "emotion", "transcript", "sentiment")
+BUILTIN_STREAMS: tuple[str, ...] = ("prosody", "emotion", "transcript", "sentiment", "egemaps")
 
 register_stream(StreamSpec(
     name="prosody", config_model=ProsodyConfig, row_model=ProsodyMeasures,
@@ -274,3 +275,7 @@ register_stream(StreamSpec(
     name="sentiment", config_model=SentimentConfig, row_model=SentimentMeasures,
     factory=SentimentStream, title="Text sentiment", short_title="Sentiment",
     requires=("transcript",), models=_sentiment_models, columns=_sentiment_columns))
+register_stream(StreamSpec(
+    name="egemaps", config_model=EgemapsConfig, row_model=EgemapsFeatures,
+    factory=EgemapsStream, title="openSMILE functionals (eGeMAPS)", short_title="eGeMAPS",
+    models=lambda section: [ModelNeed(f"builtin:opensmile-{section.feature_set}")]))

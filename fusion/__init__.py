@@ -46,6 +46,10 @@ def __getattr__(name: str) -> Any:
         from fusion._version import package_version
 
         return package_version()
+    if name == "plot":  # the plotting module (matplotlib is imported by its functions only)
+        import importlib
+
+        return importlib.import_module("fusion.plot")
     if name in _LAZY:
         import importlib
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from features.egemaps.stream import EgemapsConfig
 from features.emotion.stream import EmotionConfig
 from features.errors import ConfigError, InputFileError
 from features.prosody.stream import ProsodyConfig
@@ -169,6 +170,7 @@ class Config(BaseModel):
     emotion: EmotionConfig = Field(default_factory=EmotionConfig)
     transcript: TranscriptConfig = Field(default_factory=TranscriptConfig)
     sentiment: SentimentConfig = Field(default_factory=SentimentConfig)
+    egemaps: EgemapsConfig = Field(default_factory=EgemapsConfig)
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)

@@ -25,8 +25,9 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model
 
+from features.egemaps.stream import EgemapsFeatures
 from features.emotion.stream import EmotionMeasures
 from features.prosody.stream import ProsodyMeasures
 from features.registry import StreamSpec, stream_specs
@@ -177,6 +178,7 @@ class SegmentResult(BaseModel):
     emotion: EmotionMeasures | None = None
     transcript: SegmentTranscript | None = None
     sentiment: SentimentMeasures | None = None
+    egemaps: EgemapsFeatures | None = None
     scores: SegmentScores | None = None
 
     @property
@@ -206,6 +208,78 @@ class SessionResult(BaseModel):
         default_factory=dict, description="sha256 of every file the result depends on, by "
         "config key (fusion.model, fusion.population_norms, fusion.speaker_profile); batch "
         "results")
+
+    #: frame contours of ``analyze(..., contours=True)``: in memory only, never in the JSON
+    _contours: Any = PrivateAttr(default=None)
+
+    # ---------------------------------------------------------------- contours
+    def keep_contours(self, contours: Any) -> None:
+        """Attach the prosody stream's :class:`~features.prosody.contours.Contours` (the
+        engine does this for ``contours=True``)."""
+        self._contours = contours
+
+    @property
+    def has_contours(self) -> bool:
+        return self._contours is not None
+
+    def contours(self, file: str | None = None) -> Any:
+        """Frame contours: F0, intensity, HNR, F1–F3 on a 10-ms grid, one row a frame.
+
+        Parameters
+        ----------
+        file : str, optional
+            The ``file`` index value (default ``source.path``, as :meth:`to_dataframe`).
+
+        Returns
+        -------
+        DataFrame
+            Indexed by ``MultiIndex(file, time)`` (``time``: Timedelta from the start of the
+            file, multiples of 10 ms, inside the segments); columns ``segment`` (the segment's
+            index), ``speaker`` (only when the segments have speakers), then ``f0_hz``,
+            ``intensity_db``, ``hnr_db``, ``f1_hz``, ``f2_hz``, ``f3_hz`` (float32, NaN where
+            undefined). Methods in ``docs/measures.md``.
+
+        Raises
+        ------
+        ParameterError
+            The result was made without ``contours=True`` (or read back from JSON, which does
+            not hold contours, or the prosody stream did not run).
+        """
+        import numpy as np
+        import pandas as pd
+
+        from features.errors import ParameterError
+
+        c = self._contours
+        if c is None:
+            raise ParameterError(
+                f"this result of {self.source.path!r} has no contours: analyse with "
+                "fusion.analyze(path, contours=True) (or `vocalfusion analyze --contours "
+                "parquet`); contours are not stored in the JSON result, and need the "
+                "prosody stream")
+        name = self.source.path if file is None else file
+        index = pd.MultiIndex.from_arrays(
+            [pd.Categorical.from_codes(np.zeros(c.n_frames, dtype=np.int8), [name]),
+             pd.to_timedelta(c.frame * int(round(c.step_s * 1000)), unit="ms")],
+            names=["file", "time"])
+        data: dict[str, Any] = {"segment": c.segment}
+        speakers = [getattr(seg, "speaker", None) for seg in self.segments]
+        if any(sp is not None for sp in speakers):
+            labels = sorted({str(sp) for sp in speakers if sp is not None})
+            code = {lab: i for i, lab in enumerate(labels)}
+            seg_codes = np.array([code[str(sp)] if sp is not None else -1 for sp in speakers],
+                                 dtype=np.int32)
+            data["speaker"] = pd.Categorical.from_codes(seg_codes[c.segment], labels)
+        data.update(c.values)
+        return pd.DataFrame(data, index=index)
+
+    def plot(self, **kwargs: Any) -> Any:
+        """One matplotlib ``Figure``: scores over time with confidence, F0 with segments (and
+        speakers), per-stream contributions. Needs ``pip install "vocalfusion[plot]"``; see
+        :func:`fusion.plot.session` (``kwargs``: figure size)."""
+        from fusion.plot import session
+
+        return session(self, **kwargs)
 
     # ---------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -256,7 +330,9 @@ class SessionResult(BaseModel):
         if not changed:
             return self
         model = result_models()[1] if type(self) is SessionResult else type(self)
-        return model.model_validate(data)
+        shown = model.model_validate(data)
+        shown._contours = self._contours  # frame contours hold no text, path or voiceprint
+        return shown
 
     @classmethod
     def from_json(cls, text: str | bytes) -> SessionResult:

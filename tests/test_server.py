@@ -872,7 +872,8 @@ def test_default_config_end_to_end(tmp_path: Path, speech_wav: Path,
     app = create_app(settings=ServerSettings(temp_dir=tmp_path))
     with TestClient(app, base_url=LOCAL, client=LOOPBACK) as c:
         streams = c.get("/v1/models").json()["streams"]
-        assert set(streams) == {"prosody", "emotion", "transcript", "sentiment"}
+        assert set(streams) == {"prosody", "emotion", "transcript", "sentiment",
+                                "egemaps"}
         for info in streams.values():
             assert info["status"] in ("ok", "skipped")
             assert info["status"] == "ok" or info["reason"]

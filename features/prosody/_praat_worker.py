@@ -11,7 +11,10 @@ Protocol (stdin → stdout), one request at a time:
   "..."}`` when the task raised (the parent fails the stream for that file with this text).
 
 Tasks (:data:`TASKS`): ``ping`` (answers ``[pid]``), ``first_pass`` (voiced F0 of each clip,
-arrays), ``measure`` (``{"row": ProsodyMeasures as a dict, "error": str | None}`` per clip).
+arrays), ``measure`` (``{"row": ProsodyMeasures as a dict, "error": str | None}`` per clip),
+``contours`` (only when the caller asked for contours: the frame values of each clip, a flat
+array of :data:`features.prosody.contours.CONTOUR_COLUMNS` rows; settings ``pitch_floor_hz``,
+``pitch_ceiling_hz``).
 Nothing here is loaded from a user: the only input is samples and numbers from the parent.
 """
 
@@ -48,8 +51,15 @@ def _measure(clips: Sequence[np.ndarray], sr: int, settings: dict[str, Any]) -> 
             for row, error in measure_clips(clips, sr, settings)]
 
 
+def _contours(clips: Sequence[np.ndarray], sr: int, settings: dict[str, Any]) -> Items:
+    from features.prosody.contours import clip_contours
+
+    lo, hi = float(settings["pitch_floor_hz"]), float(settings["pitch_ceiling_hz"])
+    return [clip_contours(clip, sr, lo, hi).ravel() for clip in clips]
+
+
 TASKS: dict[str, Callable[[Sequence[np.ndarray], int, dict[str, Any]], Items]] = {
-    "ping": _ping, "first_pass": _first_pass, "measure": _measure}
+    "ping": _ping, "first_pass": _first_pass, "measure": _measure, "contours": _contours}
 
 
 def run_task(task: str, clips: Sequence[np.ndarray], sr: int,

@@ -109,6 +109,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from features.errors import ModelUnavailable, ParameterError
 from features.prosody import syllables as syl
 from features.prosody._praat_worker import run_task
+from features.prosody.contours import CONTOUR_STEP_S, Contours, assemble_contours, grid_start
 from features.prosody.formants import FORMANT_ARGS, FORMANT_NAMES, formant_measures, voiced_at
 from features.prosody.spectral import (
     BAND_NEEDS_HZ,
@@ -998,3 +999,22 @@ class ProsodyStream:
         return StreamOutput(name=self.name, provenance=self.provenance(), rows=rows,
                             session=session, warnings=warnings,
                             elapsed_s=time.perf_counter() - t0)
+
+    def contours(self, audio: Audio, segments: Sequence[Segment], *, pitch_floor_hz: float,
+                 pitch_ceiling_hz: float) -> Contours:
+        """F0, intensity, HNR and F1–F3 of every segment on the file's 10-ms grid.
+
+        Run only when asked (``fusion.analyze(path, contours=True)``), after :meth:`run`,
+        with the pitch range it used (its ``session``). Each segment is measured from its
+        first grid frame (:func:`features.prosody.contours.grid_start`) in the Praat worker
+        (as :meth:`run`), chunk by chunk, so memory grows with the frames only.
+        """
+        if not self._loaded:
+            self.load()
+        starts = [grid_start(seg.start_s) * CONTOUR_STEP_S for seg in segments]
+        clips = [audio.crop(s, seg.end_s) for s, seg in zip(starts, segments, strict=True)]
+        settings = {"pitch_floor_hz": float(pitch_floor_hz),
+                    "pitch_ceiling_hz": float(pitch_ceiling_hz)}
+        arrays = self._per_clip("contours", clips, audio.sr, settings, lambda i: None)
+        return assemble_contours([s.start_s for s in segments], [s.end_s for s in segments],
+                                 arrays)

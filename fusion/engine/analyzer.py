@@ -175,16 +175,21 @@ class Analyzer:
         return self
 
     # ------------------------------------------------------------------ processing
-    def process_file(self, path: str | os.PathLike[str]) -> SessionResult:
-        """Analyse one audio file (any common format). Raises an ``AudioError`` for bad input."""
-        return self.run_file(path).result
+    def process_file(self, path: str | os.PathLike[str], *,
+                     contours: bool = False) -> SessionResult:
+        """Analyse one audio file (any common format). Raises an ``AudioError`` for bad input.
 
-    def run_file(self, path: str | os.PathLike[str]) -> AnalysisRun:
+        ``contours=True`` keeps the prosody stream's frame contours in the result
+        (:meth:`~fusion.schema.SessionResult.contours`).
+        """
+        return self.run_file(path, contours=contours).result
+
+    def run_file(self, path: str | os.PathLike[str], *, contours: bool = False) -> AnalysisRun:
         """:meth:`process_file`, returning the result with this call's embeddings and timings."""
         t0 = time.perf_counter()
         audio = self.read_audio(path)
         decode_s = time.perf_counter() - t0
-        run = self.run_audio(audio)
+        run = self.run_audio(audio, contours=contours)
         timings = {"decode": decode_s, **run.timings,
                    "total": run.timings.get("total", 0.0) + decode_s}
         return AnalysisRun(result=run.result, embeddings=run.embeddings, timings=timings)
@@ -195,15 +200,17 @@ class Analyzer:
         return load_audio(path, max_duration_s=cfg.audio.max_duration_s,
                           timeout_s=cfg.audio.decode_timeout_s, isolate=isolate)
 
-    def process_signal(self, y: np.ndarray, sr: int, *, name: str = "<signal>") -> SessionResult:
+    def process_signal(self, y: np.ndarray, sr: int, *, name: str = "<signal>",
+                       contours: bool = False) -> SessionResult:
         """Analyse an in-memory signal of shape (n,) or (n, channels) at ``sr`` Hz."""
-        return self.run_signal(y, sr, name=name).result
+        return self.run_signal(y, sr, name=name, contours=contours).result
 
-    def run_signal(self, y: np.ndarray, sr: int, *, name: str = "<signal>") -> AnalysisRun:
+    def run_signal(self, y: np.ndarray, sr: int, *, name: str = "<signal>",
+                   contours: bool = False) -> AnalysisRun:
         """:meth:`process_signal`, returning the result with embeddings and timings."""
         audio = audio_from_signal(y, sr, name=name,
                                   max_duration_s=self.config_.audio.max_duration_s)
-        return self.run_audio(audio)
+        return self.run_audio(audio, contours=contours)
 
     def stream_infos(self) -> dict[str, StreamInfo]:
         """Status and provenance of every configured stream after :meth:`load`."""
@@ -227,10 +234,18 @@ class Analyzer:
         """
         return self.run_audio(audio, segments=segments).result
 
-    def run_audio(self, audio: Audio, *, segments: SegmentsConfig | None = None) -> AnalysisRun:
+    def run_audio(self, audio: Audio, *, segments: SegmentsConfig | None = None,
+                  contours: bool = False) -> AnalysisRun:
         """:meth:`process_audio`, returning the result with this call's embeddings and
-        timings (nothing is kept on the Analyzer, so concurrent calls do not mix)."""
+        timings (nothing is kept on the Analyzer, so concurrent calls do not mix).
+
+        ``contours=True`` also measures the prosody stream's frame contours (kept in the
+        result, not in its JSON); :class:`ParameterError` when the prosody stream is off.
+        """
         self.load()
+        if contours and "prosody" not in self._streams:
+            raise ParameterError("contours=True needs the prosody stream (prosody.enabled = "
+                                 "true, and 'prosody' among the Analyzer's streams)")
         cfg = self.config_
         if segments is not None and segments != cfg.segments:
             cfg = cfg.model_copy(update={"segments": segments})
@@ -240,6 +255,7 @@ class Analyzer:
         speech_s = float(sum(s.duration_s for s in segments_))
         insufficient = speech_s < cfg.audio.min_speech_s
         outputs = self._run_streams(audio, segments_)
+        frames = self._contours(audio, segments_, outputs) if contours else None
         t_streams = time.perf_counter()
         embeddings = {name: out.embeddings for name, out in outputs.items()
                       if out.embeddings is not None}
@@ -288,7 +304,19 @@ class Analyzer:
             config_hash=cfg.config_hash(),
             warnings=warnings,
         )
+        if frames is not None:
+            result.keep_contours(frames)
         return AnalysisRun(result=result, embeddings=embeddings, timings=timings)
+
+    def _contours(self, audio: Audio, segments: list[Segment],
+                  outputs: dict[str, StreamOutput[Any]]) -> Any:
+        """The prosody stream's frame contours, with the pitch range its run used."""
+        out, stream = outputs["prosody"], self._streams["prosody"]
+        if out.status != StreamStatus.OK:
+            return None
+        return stream.contours(  # type: ignore[attr-defined]
+            audio, segments, pitch_floor_hz=out.session["pitch_floor_hz"],
+            pitch_ceiling_hz=out.session["pitch_ceiling_hz"])
 
     def segment(self, audio: Audio, config: SegmentsConfig | None = None) -> list[Segment]:
         """Segments of ``audio`` under ``config`` (default: the configured policy)."""
@@ -400,6 +428,7 @@ def analyze(
     sr: int | None = None,
     config: Config | str | os.PathLike[str] | None = None,
     overrides: Iterable[str] | dict[str, Any] | None = None,
+    contours: bool = False,
 ) -> SessionResult:
     """Analyse one recording (file path or array) with a cached :class:`Analyzer`.
 
@@ -412,6 +441,9 @@ def analyze(
     config : Config or path, optional
         Config object or TOML path; default ``configs/default.toml``.
     overrides : list of "section.key=value" or dict, optional
+    contours : bool
+        Keep the frame contours (F0, intensity, HNR, F1–F3 on a 10-ms grid) in the result:
+        :meth:`SessionResult.contours`. Needs the prosody stream.
 
     Examples
     --------
@@ -432,5 +464,5 @@ def analyze(
     if isinstance(source, np.ndarray):
         if sr is None:
             raise ParameterError("analyze(array) needs the sample rate: analyze(y, sr=16000)")
-        return analyzer.process_signal(source, sr)
-    return analyzer.process_file(source)
+        return analyzer.process_signal(source, sr, contours=contours)
+    return analyzer.process_file(source, contours=contours)

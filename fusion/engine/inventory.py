@@ -41,6 +41,13 @@ def _config_models(config: Config) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def _status_builtin(stream: str, spec: str) -> ModelStatus:
+    if spec.startswith("builtin:opensmile"):
+        from features.egemaps.stream import INSTALL_HINT
+
+        ok = importlib.util.find_spec("opensmile") is not None
+        return ModelStatus(stream=stream, spec=spec, origin="builtin", available=ok,
+                           detail="openSMILE functionals (configs inside the package)" if ok
+                           else INSTALL_HINT)
     ok = importlib.util.find_spec("parselmouth") is not None
     return ModelStatus(stream=stream, spec=spec, origin="builtin", available=ok,
                        detail="Praat via Parselmouth (no model file)" if ok else

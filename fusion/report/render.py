@@ -183,7 +183,8 @@ def session_context(result: SessionResult, *, audio: EmbeddedAudio | None = None
         "calibration": _calibration(result),
         "not_a_diagnosis": NOT_A_DIAGNOSIS,
         "streams": _streams(result),
-        "missing_evidence": [s for s in _streams(result) if s["status"] != "ok"],
+        "missing_evidence": [s for s in _streams(result)
+                             if s["status"] != "ok" and _feeds_scores(s["name"])],
         "cards": _cards(result, scored),
         "coverage_extra": _coverage_extra(result),
         "no_scores_reason": _no_scores_reason(result),
@@ -294,6 +295,17 @@ def _streams(r: SessionResult) -> list[dict[str, Any]]:
                     "warnings": list(info.warnings), "elapsed_s": info.elapsed_s,
                     "coverage": cov.get(name)})
     return out
+
+
+def _feeds_scores(name: str) -> bool:
+    """Whether the scores read stream ``name`` (or a stream they read requires it): an
+    optional stream they never read (e.g. ``egemaps``) is no missing evidence when it is off."""
+    from features.registry import stream_names, stream_spec
+    from fusion.scoring.vector import FUSION_STREAMS
+
+    if name in FUSION_STREAMS or name not in stream_names():
+        return True
+    return any(name in stream_spec(s).requires for s in FUSION_STREAMS if s in stream_names())
 
 
 # ------------------------------------------------------------------------------ cards

@@ -15,7 +15,7 @@ from fusion.cli.commands._common import add_config_args, config_from_args, conso
 from fusion.files import atomic_write_bytes, atomic_write_text, find_audio_files, iter_unique_stems
 from fusion.schema import SessionResult, segment_table_csv
 
-__all__ = ["register", "expand_inputs", "write_result", "check_out_dir"]
+__all__ = ["register", "expand_inputs", "write_result", "write_contours", "check_out_dir"]
 
 
 def register(sub: Any) -> None:
@@ -32,6 +32,9 @@ def register(sub: Any) -> None:
                    help="also write the segment table as CSV or Parquet (JSON is always written)")
     p.add_argument("--embeddings", choices=["npy", "parquet"], default=None,
                    help="write emotion embeddings beside the JSON (needs the emotion stream)")
+    p.add_argument("--contours", choices=["parquet", "csv"], default=None,
+                   help="also write the frame contours (F0, intensity, HNR, F1–F3 on a 10-ms "
+                        "grid; MultiIndex file, time) as STEM.contours.parquet|csv")
     p.add_argument("-q", "--quiet", action="store_true", help="no tables, only errors")
     add_config_args(p)
     p.set_defaults(func=run)
@@ -95,6 +98,23 @@ def write_result(result: SessionResult, out_dir: Path, stem: str, fmt: str) -> l
             done.unlink(missing_ok=True)
         raise
     return written
+
+
+def write_contours(result: SessionResult, out_dir: Path, stem: str, fmt: str) -> Path:
+    """Write ``stem.contours.parquet`` (Timedelta ``time``) or ``.csv`` (``time`` in s)."""
+    df = result.contours()
+    path = out_dir / f"{stem}.contours.{fmt}"
+    if fmt == "csv":
+        flat = df.reset_index()
+        flat["time"] = flat["time"].dt.total_seconds()
+        atomic_write_text(path, str(flat.to_csv(index=False)))
+    else:
+        import io
+
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=True)
+        atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def _fmt(v: float | None, spec: str = ".2f") -> str:
@@ -163,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     for path, file_stem in iter_unique_stems(files):
         stem = _stem(path, file_stem)
         try:
-            run_ = analyzer.run_file(path)
+            run_ = analyzer.run_file(path, contours=args.contours is not None)
             result = run_.result
         except AudioError as exc:
             failed += 1
@@ -171,14 +191,16 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             written = write_result(result, args.out, stem, args.format)
-            if args.embeddings:
-                try:
+            try:
+                if args.contours and result.has_contours:
+                    written.append(write_contours(result, args.out, stem, args.contours))
+                if args.embeddings:
                     written.extend(_write_embeddings(run_.embeddings.get("emotion"), result,
                                                      args.out, stem, args.embeddings))
-                except BaseException:
-                    for done in written:
-                        done.unlink(missing_ok=True)
-                    raise
+            except BaseException:
+                for done in written:
+                    done.unlink(missing_ok=True)
+                raise
         except OSError as exc:  # full disk, folder made read-only meanwhile: this file only
             failed += 1
             err_console.print(f"[red]error:[/] {escape(str(path))}: cannot write its result "

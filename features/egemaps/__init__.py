@@ -1,0 +1,1 @@
+"""openSMILE eGeMAPS (or ComParE) functionals as an optional stream (``[egemaps]``)."""
