@@ -6,8 +6,10 @@ One pass of short-time power spectra (20 ms Hamming frames every 10 ms, as eGeMA
 =============================  ===========================================================
 measure                        method
 =============================  ===========================================================
-``alpha_ratio_db``             10·log10(power 50–1000 Hz / power 1–5 kHz) per voiced frame,
-                               mean over voiced frames (Eyben et al. 2016, eGeMAPS).
+``alpha_ratio_db``             10·log10(power 1–5 kHz / power 50–1000 Hz) per voiced frame,
+                               mean over voiced frames (Eyben et al. 2016, eGeMAPS; the
+                               high/low orientation of openSMILE's ``alphaRatio``, so speech
+                               reads negative, as in published eGeMAPS tables).
 ``hammarberg_index_db``        10·log10(max power bin 0–2 kHz / max power bin 2–5 kHz) per
                                voiced frame, mean over voiced frames (Hammarberg et al. 1980).
 ``spectral_slope_0_500``,      least-squares slope of the power spectrum in dB
@@ -144,7 +146,7 @@ def band_measures(frames: SpectralFrames, voiced: np.ndarray) -> dict[str, float
     hi_sel = (f >= 2000) & (f <= 5000)
     hi_max = p[:, hi_sel].max(axis=1) if np.any(hi_sel) else np.zeros(p.shape[0])
     out = {
-        "alpha_ratio_db": 10.0 * np.log10((low + _TINY) / (high + _TINY)),
+        "alpha_ratio_db": 10.0 * np.log10((high + _TINY) / (low + _TINY)),
         "hammarberg_index_db": 10.0 * np.log10((lo_max + _TINY) / (hi_max + _TINY)),
         "spectral_slope_0_500": _slope_db_per_hz(p, f, 0.0, 500.0),
         "spectral_slope_500_1500": _slope_db_per_hz(p, f, 500.0, 1500.0),
