@@ -151,8 +151,8 @@ def harmonic_voice(f0_hz: float, tilt_db_per_hz: float, duration_s: float = 1.5)
                 for f, a in zip(fk, amp, strict=True)], axis=0)
     p = amp ** 2
     truth = {
-        "alpha_ratio_db": 10 * math.log10(p[(fk >= 50) & (fk < 1000)].sum()
-                                          / p[(fk >= 1000) & (fk <= 5000)].sum()),
+        "alpha_ratio_db": 10 * math.log10(p[(fk >= 1000) & (fk <= 5000)].sum()
+                                          / p[(fk >= 50) & (fk < 1000)].sum()),
         "hammarberg_index_db": 10 * math.log10(p[fk < 2000].max()
                                                / p[(fk >= 2000) & (fk <= 5000)].max()),
         "spectral_slope_500_1500": tilt_db_per_hz,
