@@ -247,7 +247,8 @@ class ProsodyMeasures(BaseModel):
     f3_sd_hz: float | None = None
     f3_bw_hz: float | None = None
     alpha_ratio_db: float | None = Field(
-        None, description="energy 50–1000 Hz / 1–5 kHz (dB), mean over voiced frames")
+        None, description="energy 1–5 kHz / 50–1000 Hz (dB; openSMILE's orientation), "
+        "mean over voiced frames")
     hammarberg_index_db: float | None = Field(
         None, description="max energy 0–2 kHz / max 2–5 kHz (dB), mean over voiced frames")
     spectral_slope_0_500: float | None = Field(
