@@ -1,9 +1,9 @@
 """Within-speaker stress check on RAVDESS, with and without the emotion evidence, side by side.
 
 For every RAVDESS actor: a speaker profile is built from the first half (by file name) of the
-actor's neutral and calm clips; each remaining clip is fused as one session with that
-profile (the literature prior, ``configs/fusion_prior.json``, NOT calibrated) and its stress is
-the mean of its segments' stress. The AUC is that of the actor's angry and fearful clips
+actor's neutral clips and of its calm clips (2 + 4 clips); each remaining clip is fused as one
+session with that profile (the literature prior, ``configs/fusion_prior.json``, NOT
+calibrated) and its stress is the mean of its segments' stress. The AUC is that of the actor's angry and fearful clips
 (positive) against the held-out neutral and calm clips (negative). Two conditions on the same
 cached measures, in one run of the same build:
 
@@ -76,12 +76,16 @@ def _auc(pos: Sequence[float], neg: Sequence[float]) -> float:
 
 def actor_aucs(df: pd.DataFrame, head: MeasuresHead, fuser: Fuser) -> dict[str, Any]:
     """AUCs of one actor's clips without and with the emotion evidence."""
-    paths = sorted(df.loc[df["emotion"].isin(NEGATIVE), "path"].unique())
-    prof_paths = set(paths[: len(paths) // 2])
+    prof_paths: set[str] = set()
+    for lab in NEGATIVE:  # the first half (by name) of the neutral and of the calm clips
+        paths = sorted(df.loc[df["emotion"] == lab, "path"].unique())
+        prof_paths.update(paths[: len(paths) // 2])
     prof = df[df["path"].isin(prof_paths)]
     ref = SpeakerReference.from_rows([_prosody(r).model_dump() for _, r in prof.iterrows()])
     out: dict[str, Any] = {"actor": df["speaker"].iloc[0], "n_profile_clips": len(prof_paths)}
     settings = fuser._require().normalisation
+    pooled: list[tuple[str, str, float, float]] = []
+    out["pooled"] = pooled
     for cond in ("prosody", "prosody+emotion"):
         def segs(d: pd.DataFrame, cond: str = cond) -> list[SegmentResult]:
             res = []
@@ -105,6 +109,8 @@ def actor_aucs(df: pd.DataFrame, head: MeasuresHead, fuser: Fuser) -> dict[str, 
                     if s.scores is not None and s.scores.stress.value is not None]
             if vals:
                 scores[side].append(float(np.mean(vals)))
+                speech_s = float((clip["end_s"] - clip["start_s"]).sum())
+                pooled.append((cond, side, float(np.mean(vals)), speech_s))
         out[cond] = _auc(scores["pos"], scores["neg"])
         out["n_pos"], out["n_neg"] = len(scores["pos"]), len(scores["neg"])
     return out
@@ -131,6 +137,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = np.array([r["prosody"] for r in rows])
     b = np.array([r["prosody+emotion"] for r in rows])
     print(f"| **mean** ({len(rows)} actors) | | | | **{a.mean():.3f}** | **{b.mean():.3f}** |")
+    pooled = pd.DataFrame([p for r in rows for p in r["pooled"]],
+                          columns=["cond", "side", "stress", "speech_s"])
+    print("\nPooled over actors (each clip's stress is re its own actor's profile), by the "
+          "clip's detected speech:\n")
+    print("| speech in clip | clips (pos / neg) | AUC prosody | AUC prosody+emotion |")
+    print("|---|---|---|---|")
+    for lo, hi in ((0.0, 1.5), (1.5, 2.0), (2.0, 99.0)):
+        cell = []
+        for cond in ("prosody", "prosody+emotion"):
+            g = pooled[(pooled["cond"] == cond) & (pooled["speech_s"] >= lo)
+                       & (pooled["speech_s"] < hi)]
+            pos, neg = g[g["side"] == "pos"]["stress"], g[g["side"] == "neg"]["stress"]
+            cell.append((len(pos), len(neg), _auc(pos, neg) if len(pos) and len(neg)
+                         else float("nan")))
+        print(f"| {lo:.1f}–{hi:.1f} s | {cell[0][0]} / {cell[0][1]} | {cell[0][2]:.3f} | "
+              f"{cell[1][2]:.3f} |")
     print(f"\nmedian {np.median(a):.3f} vs {np.median(b):.3f}; emotion raised the AUC for "
           f"{int((b > a).sum())} actors, lowered it for {int((b < a).sum())}")
     return 0

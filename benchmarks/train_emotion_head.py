@@ -19,7 +19,8 @@ EmoDB copy; RAVDESS (CC BY-NC-SA 4.0) is used for evaluation only.
 
 Speaker reference (speaker variant): mean and SD of each measure over the speaker's neutral
 clips — EmoDB: all of that speaker's neutral clips (training); RAVDESS: the first half (by
-file name) of each actor's neutral and calm clips, which are then left out of the test set.
+file name) of each actor's neutral clips and of its calm clips, which are then left out of
+the test set.
 
 Evaluation (per clip: duration-weighted mean of its segments' probabilities):
 * cross-corpus EmoDB → RAVDESS (speaker-disjoint by construction): 4-class UAR over angry,
@@ -81,8 +82,10 @@ def references(df: pd.DataFrame, half: bool) -> tuple[dict[str, SpeakerReference
     used: set[str] = set()
     for spk, g in df[df["emotion"].isin(REF_LABELS)].groupby("speaker"):
         paths = sorted(g["path"].unique())
-        if half:
-            paths = paths[: max(1, len(paths) // 2)]
+        if half:  # the first half (by name) of each reference label's clips
+            paths = [p for lab in REF_LABELS
+                     for ps in [sorted(g.loc[g["emotion"] == lab, "path"].unique())]
+                     for p in ps[: len(ps) // 2]] or paths[:1]
         rows = g[g["path"].isin(paths)][SPEAKER_FEATURES].to_dict("records")
         refs[str(spk)] = SpeakerReference.from_rows(rows)
         used.update(paths)
@@ -231,8 +234,8 @@ def evaluate(emo: pd.DataFrame, rav: pd.DataFrame | None, c: float,
         ev["cross_corpus_speaker"] = metrics(clip_predictions(head, test, rrefs))
         ev["cross_corpus_test_set"] = (
             f"RAVDESS speech, {test['speaker'].nunique()} actors, {test['path'].nunique()} "
-            "clips (the first half of each actor's neutral+calm clips is the speaker "
-            "reference and left out, for both variants)")
+            "clips (the first half of each actor's neutral clips and of its calm clips is "
+            "the speaker reference and left out, for both variants)")
     if not loso:
         return ev
     # within EmoDB, leave one speaker out
