@@ -3,9 +3,9 @@
 For every RAVDESS actor: a speaker profile is built from the first half (by file name) of the
 actor's neutral clips and of its calm clips (2 + 4 clips); each remaining clip is fused as one
 session with that profile (the literature prior, ``configs/fusion_prior.json``, NOT
-calibrated) and its stress is the mean of its segments' stress. The AUC is that of the actor's angry and fearful clips
-(positive) against the held-out neutral and calm clips (negative). Two conditions on the same
-cached measures, in one run of the same build:
+calibrated) and its stress is the mean of its segments' stress. The AUC is that of the
+actor's angry and fearful clips (positive) against the held-out neutral and calm clips
+(negative). Two conditions on the same cached measures, in one run of the same build:
 
 * ``prosody``: segments carry the prosody rows only (the emotion stream did not run);
 * ``prosody+emotion``: segments also carry the offline measures head's output (speaker
