@@ -212,3 +212,17 @@ def test_manifest_builders_on_fake_folders(tmp_path: Path) -> None:
     assert ds.read_manifest(out) == rows + rrows
     with pytest.raises(FileNotFoundError):
         ds.emodb_manifest(tmp_path / "missing")
+
+
+def test_engine_runs_measures_backend_on_real_speech(jfk_path: Path) -> None:
+    """The bundled real-speech example with the measures head: every segment has emotion."""
+    from fusion.config import load_config
+    from fusion.engine.analyzer import Analyzer
+
+    cfg = load_config(overrides=["emotion.backend=measures", "fusion.enabled=false"])
+    res = Analyzer(cfg, streams=["prosody", "emotion"]).load().process_file(jfk_path)
+    assert res.segments
+    _check_rows([seg.emotion for seg in res.segments])
+    prov = res.streams["emotion"].provenance
+    assert prov is not None and prov.backend == "measures-head"
+    assert prov.revision == f"sha256:{MeasuresHead.load().sha256}"
