@@ -1,6 +1,6 @@
 """Acoustic emotion stream: a wav2vec2-style audio model per segment.
 
-Two backends (config ``emotion.backend``):
+Three backends (config ``emotion.backend``):
 
 ``classifier`` (default)
     Any Hugging Face audio-classification model (``AutoFeatureExtractor`` +
@@ -20,6 +20,21 @@ Two backends (config ``emotion.backend``):
     (:func:`dimensional_model_class`) and loaded from the published safetensors weights. The
     outputs are approximately in [0, 1] (the model card) in the order arousal, dominance,
     valence (``id2label`` of its config).
+``measures``
+    The offline measures head (:mod:`features.emotion.measures_head`): a multinomial logistic
+    model over the prosody stream's per-segment measures, shipped as JSON coefficients trained
+    on the CC0 EmoDB copy. No hub, no neural network; it reads the prosody rows from the
+    engine's context (or measures them itself when run alone). ``probabilities`` over angry,
+    bored, disgust, fearful, happy, neutral, sad and ``arousal`` = P(high arousal);
+    ``valence`` is ``None`` (see the module). With a speaker reference
+    (:meth:`EmotionStream.set_speaker_reference`) its speaker-normalised variant runs.
+
+Fallback (``emotion.fallback = "measures"``; opt-in, default ``"none"`` because the head's
+cross-corpus binary arousal UAR without a speaker reference, 0.72, is below the 0.75 the
+project set for an offline default — see ``docs/models.md``): when the configured hub model of
+the ``classifier`` or ``dimensional`` backend is not available here, :meth:`EmotionStream.load`
+loads the measures head instead, logs one line saying so, puts that line in every output's
+warnings and records ``backend = "measures-head"`` with ``fallback_from`` in the provenance.
 
 Windows: a segment longer than ``window_s`` is cut into ``window_s`` windows (a last window
 shorter than ``min_window_s`` is merged into the one before). The model runs on each window
@@ -51,8 +66,9 @@ Label mapping (documented choices): ``neu``/``neutral`` → neutral; ``hap``/``h
 ``happiness``/``joy`` → happy; ``exc``/``excited`` → happy (the IEMOCAP four-class convention
 that SUPERB follows merges *excited* into *happy*); ``ang``/``anger`` → angry; ``sad``/
 ``sadness`` → sad; ``fea``/``fear`` → fearful; ``dis``/``disgust`` → disgust; ``sur``/
-``surprise``/``ps`` (TESS "pleasant surprise") → surprised; ``cal``/``calm`` → calm. Classes
-without a canonical label (IEMOCAP ``fru`` frustration, ``contempt``, ``boredom``, ...) are
+``surprise``/``ps`` (TESS "pleasant surprise") → surprised; ``cal``/``calm`` → calm;
+``bor``/``bored``/``boredom`` → bored (EmoDB). Classes
+without a canonical label (IEMOCAP ``fru`` frustration, ``contempt``, ...) are
 not forced onto one: their mass is reported as ``unmapped_probability`` and, with every raw
 class, in ``model_probabilities``. ``emotion.label_map`` overrides or extends the table.
 """
@@ -76,7 +92,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from features.errors import ModelUnavailable, ParameterError
+from features.emotion.measures_head import MeasuresHead, SpeakerReference
+from features.errors import ModelUnavailable, ParameterError, UnsafeModelFileError
 from features.sources import ModelSource, ensure_model, resolve_model
 from features.stream import Provenance, StreamOutput
 
@@ -131,6 +148,7 @@ class Emotion(StrEnum):
     FEARFUL = "fearful"
     DISGUST = "disgust"
     SURPRISED = "surprised"
+    BORED = "bored"
 
 
 _ALIASES: dict[Emotion, tuple[str, ...]] = {
@@ -143,6 +161,7 @@ _ALIASES: dict[Emotion, tuple[str, ...]] = {
     Emotion.FEARFUL: ("fea", "fear", "fearful", "fearfulness", "afraid"),
     Emotion.DISGUST: ("dis", "disgust", "disgusted"),
     Emotion.SURPRISED: ("sur", "surprise", "surprised", "ps", "pleasant surprise"),
+    Emotion.BORED: ("bor", "bored", "boredom"),
 }
 _ALIAS_TO_LABEL: dict[str, Emotion] = {a: e for e, names in _ALIASES.items() for a in names}
 _DIMENSIONS = ("arousal", "dominance", "valence")
@@ -215,8 +234,19 @@ class EmotionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     enabled: bool = True
-    backend: Literal["classifier", "dimensional"] = Field(
-        "classifier", description="'classifier' or 'dimensional'")
+    backend: Literal["classifier", "dimensional", "measures"] = Field(
+        "classifier", description="'classifier', 'dimensional' or 'measures' (offline head)")
+    fallback: Literal["measures", "none"] = Field(
+        "none", description="when the hub model is unavailable: 'measures' = run the "
+                                "offline measures head instead (one line says so); 'none' = "
+                                "skip the stream")
+    measures_model: str | None = Field(
+        None, description="measures head JSON; None = the shipped "
+                          "features/emotion/data/emotion_measures_head.json")
+    min_measured_fraction: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="measures backend: a segment with a smaller fraction of the head's "
+                    "measures gets no emotion (None with a reason)")
     model: str = Field(DEFAULT_CLASSIFIER_MODEL,
                        description="hub id, local directory")
     revision: str | None = Field(
@@ -387,13 +417,60 @@ class EmotionStream:
         self._unavailable_detail: str | None = None
         self._pool_module: Any = None
         self._local = threading.local()  # per thread: the pool module's last output
+        self._head: MeasuresHead | None = None
+        self._fallback_note: str | None = None
+        self._reference: SpeakerReference | None = None
+        self._own_prosody: Any = None
 
     # ------------------------------------------------------------------ loading
     @property
     def loaded(self) -> bool:
-        return self._model is not None
+        return self._model is not None or self._head is not None
+
+    @property
+    def backend_ran(self) -> str:
+        """``measures-head`` when the measures head runs (configured or fallback), else
+        ``transformers-<backend>``."""
+        return "measures-head" if self._head is not None else f"transformers-{self.config.backend}"
+
+    def set_speaker_reference(self, reference: SpeakerReference | None) -> None:
+        """Use the speaker-normalised measures head with this reference (``None``: raw).
+
+        The engine passes the numbers in (e.g. from a stored speaker profile); the hub
+        backends ignore it.
+        """
+        self._reference = reference
+
+    def _load_head(self) -> None:
+        self._head = MeasuresHead.load(self.config.measures_model)
 
     def load(self) -> EmotionStream:
+        """Load the configured backend; fall back to the measures head if so configured.
+
+        Raises
+        ------
+        ModelUnavailable
+            As :meth:`_load_hub`, when ``emotion.fallback = "none"`` (or the head itself
+            cannot be loaded).
+        """
+        if self.loaded:
+            return self
+        cfg = self.config
+        if cfg.backend == "measures":
+            self._load_head()
+            return self
+        try:
+            return self._load_hub()
+        except ModelUnavailable as exc:
+            if cfg.fallback != "measures" or isinstance(exc, UnsafeModelFileError):
+                raise
+            self._load_head()
+            self._fallback_note = (f"emotion: {str(exc).split(';')[0]}; using the offline "
+                                   "measures head instead (emotion.fallback)")
+            log.warning("%s", self._fallback_note)
+            return self
+
+    def _load_hub(self) -> EmotionStream:
         """Resolve, (download if allowed) and load the model once.
 
         Raises
@@ -579,6 +656,22 @@ class EmotionStream:
         """Backend, model id, revision (hub commit or sha256 of local weights) and options."""
         src = self._source
         cfg = self.config
+        if self._head is not None:
+            head = self._head
+            return Provenance(
+                backend="measures-head", model_id=head.spec.name,
+                revision=f"sha256:{head.sha256}", library_version=None,
+                options={
+                    "path": str(head.path) if head.path else None,
+                    "variant": "speaker" if self._reference is not None else "raw",
+                    "labels": list(head.labels),
+                    "min_measured_fraction": cfg.min_measured_fraction,
+                    "min_segment_s": cfg.min_segment_s,
+                    **({"fallback_from": cfg.model, "fallback_reason": self._fallback_note}
+                       if self._fallback_note else {}),
+                    **({"unavailable_detail": self._unavailable_detail}
+                       if self._unavailable_detail else {}),
+                })
         return Provenance(
             backend=f"transformers-{cfg.backend}",
             model_id=cfg.model,
@@ -756,8 +849,10 @@ class EmotionStream:
         (float32, shape (n_segments, hidden), NaN rows where a segment has no output).
         """
         t0 = time.perf_counter()
-        if self._model is None:
+        if not self.loaded:
             self.load()
+        if self._head is not None:
+            return self._run_head(audio, segments, context, t0)
         cfg = self.config
         sr = int(audio.sr)
         if sr != _SR:
@@ -809,6 +904,66 @@ class EmotionStream:
         return StreamOutput(name=self.name, provenance=self.provenance(), rows=rows,
                             embeddings=seg_emb if cfg.embeddings else None, warnings=warnings,
                             elapsed_s=time.perf_counter() - t0)
+
+    def _prosody_rows(self, audio: Audio, segments: Sequence[Segment],
+                      context: dict[str, StreamOutput]) -> tuple[list[Any], str | None]:
+        """The prosody rows of the engine's context, or measured here when there are none."""
+        out = context.get("prosody")
+        if out is not None and out.status == "ok" and len(out.rows) == len(segments):
+            return list(out.rows), None
+        from features.prosody.stream import ProsodyConfig, ProsodyStream
+
+        if self._own_prosody is None:
+            self._own_prosody = ProsodyStream(ProsodyConfig(), num_threads=self.num_threads)
+            self._own_prosody.load()
+        own = self._own_prosody.run(audio, segments, {})
+        return list(own.rows), ("emotion: no prosody rows in the context; the measures head "
+                                "measured them itself (default prosody settings)")
+
+    def _run_head(self, audio: Audio, segments: Sequence[Segment],
+                  context: dict[str, StreamOutput], t0: float) -> StreamOutput:
+        """The measures backend: one :class:`EmotionMeasures` (or ``None``) per segment."""
+        head = self._head
+        assert head is not None
+        cfg = self.config
+        warnings: list[str] = [self._fallback_note] if self._fallback_note else []
+        prosody, note = self._prosody_rows(audio, segments, context)
+        if note:
+            warnings.append(note)
+        rows: list[EmotionMeasures | None] = []
+        for k, (seg, pro) in enumerate(zip(segments, prosody, strict=True)):
+            where = f"segment {k} [{seg.start_s:.2f}–{seg.end_s:.2f} s]"
+            dur = seg.end_s - seg.start_s
+            if dur < cfg.min_segment_s:
+                warnings.append(f"{where}: too short for the emotion head ({dur:.3f} s < "
+                                f"emotion.min_segment_s = {cfg.min_segment_s} s)")
+                rows.append(None)
+                continue
+            if pro is None:
+                warnings.append(f"{where}: no prosody measures; no emotion measured")
+                rows.append(None)
+                continue
+            rec = pro.model_dump() if isinstance(pro, BaseModel) else dict(pro)
+            frac = float(head.present_fraction([rec], self._reference)[0])
+            if frac < cfg.min_measured_fraction:
+                warnings.append(f"{where}: only {frac:.0%} of the head's measures present "
+                                f"(< emotion.min_measured_fraction = "
+                                f"{cfg.min_measured_fraction}); no emotion measured")
+                rows.append(None)
+                continue
+            p = head.predict_proba([rec], self._reference)
+            arousal = float(head.arousal(p)[0])
+            probs = {lab: float(p[0, i]) for i, lab in enumerate(head.labels)}
+            nz = p[0][p[0] > 0]
+            top = max(probs, key=probs.__getitem__)
+            rows.append(EmotionMeasures(
+                probabilities=probs, top_label=top,
+                entropy_bits=max(0.0, float(-(nz * np.log2(nz)).sum())),
+                arousal=min(1.0, max(0.0, arousal)), valence=None, n_windows=1,
+                model_probabilities=dict(probs), model_top_label=top,
+                unmapped_probability=0.0))
+        return StreamOutput(name=self.name, provenance=self.provenance(), rows=rows,
+                            warnings=warnings, elapsed_s=time.perf_counter() - t0)
 
 
 def _limit_onednn_cache() -> None:
