@@ -34,6 +34,7 @@ from features.prosody.stream import ProsodyConfig
 from features.registry import StreamSpec, stream_specs
 from features.segments.vad import SegmentsConfig
 from features.sentiment.stream import SentimentConfig
+from features.speakers.config import SpeakersConfig
 from features.transcript.stream import TranscriptConfig
 
 __all__ = [
@@ -116,6 +117,8 @@ class Config(BaseModel):
     emotion: EmotionConfig = Field(default_factory=EmotionConfig)
     transcript: TranscriptConfig = Field(default_factory=TranscriptConfig)
     sentiment: SentimentConfig = Field(default_factory=SentimentConfig)
+    # off by default: diarization costs about as much as the rest of the pipeline (docs/speakers.md)
+    speakers: SpeakersConfig = Field(default_factory=lambda: SpeakersConfig(mode="off"))
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 

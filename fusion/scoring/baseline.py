@@ -256,6 +256,9 @@ class SpeakerProfile(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict,
                                      description="robust_scale_factor, floors, min_words used")
     features: dict[str, ProfileFeature]
+    voiceprint: list[float] | None = Field(
+        None, description="unit-norm mean speaker embedding (biometric); None in profiles "
+                          "built before voiceprints or from results without them")
 
     def stat(self, feature: str) -> RobustStat | None:
         f = self.features.get(feature)
@@ -325,7 +328,8 @@ def build_profile(sessions: Sequence[SessionResult], settings: NormalisationSett
 def profile_from_segments(segments: Sequence[SegmentResult], settings: NormalisationSettings,
                           *, speaker_id: str | None = None, sex: Sex | None = None,
                           n_sessions: int = 1,
-                          sources: Sequence[dict[str, Any]] = ()) -> SpeakerProfile:
+                          sources: Sequence[dict[str, Any]] = (),
+                          voiceprint: Sequence[float] | None = None) -> SpeakerProfile:
     """A :class:`SpeakerProfile` from one speaker's segments (median and robust scale per
     feature with at least ``settings.min_segments`` values)."""
     from fusion._version import package_version
@@ -349,7 +353,7 @@ def profile_from_segments(segments: Sequence[SegmentResult], settings: Normalisa
         settings={"robust_scale_factor": settings.robust_scale_factor,
                   "min_segments": settings.min_segments, "min_words": settings.min_words,
                   "speaker_scale_floors": dict(settings.speaker_scale_floors)},
-        features=feats)
+        features=feats, voiceprint=None if voiceprint is None else [float(v) for v in voiceprint])
 
 
 def build_norms(sessions: Sequence[SessionResult], settings: NormalisationSettings, *,
@@ -392,8 +396,9 @@ def build_norms(sessions: Sequence[SessionResult], settings: NormalisationSettin
 class BaselineEntry:
     """Location and scale of one feature for the speaker z-score, and where they came from.
 
-    ``source`` is ``"profile"``, ``"session"`` (median/MAD over ≥ ``min_segments`` segments)
-    or ``"session-2"`` (two segments: session median, population SD as scale).
+    ``source`` is ``"profile"``, ``"session"`` (median/MAD over ≥ ``min_segments`` segments),
+    ``"session-2"`` (two segments: session median, population SD as scale) or
+    ``"population"`` (population reference values, only with ``population_fallback``).
     """
 
     location: float
@@ -406,7 +411,8 @@ def speaker_baseline(rows: Sequence[Mapping[str, float | None]],
                      settings: NormalisationSettings, *,
                      profile: SpeakerProfile | None = None,
                      norms: PopulationNorms | None = None,
-                     sex: Sex | None = None) -> dict[str, BaselineEntry]:
+                     sex: Sex | None = None,
+                     population_fallback: bool = False) -> dict[str, BaselineEntry]:
     """Per-feature baseline for the speaker z-scores of one session.
 
     Parameters
@@ -419,6 +425,10 @@ def speaker_baseline(rows: Sequence[Mapping[str, float | None]],
     norms : PopulationNorms, optional
         Supplies the fallback scale when a feature has exactly 2 session values.
     sex : {"female", "male"}, optional
+    population_fallback : bool
+        Where neither the profile nor two or more of the speaker's own segments give a
+        baseline, use the population reference (norms mean and SD for the voice type ``sex``)
+        as the baseline, with ``source = "population"`` (docs/scores.md, "Reference").
 
     Returns
     -------
@@ -444,6 +454,11 @@ def speaker_baseline(rows: Sequence[Mapping[str, float | None]],
             if ref is not None:
                 out[feat] = BaselineEntry(float(np.median(vals)),
                                           max(ref[1], settings.floor(feat)), 2, "session-2")
+        elif population_fallback and norms is not None:
+            ref = norms.reference(feat, sex)
+            if ref is not None:
+                out[feat] = BaselineEntry(float(ref[0]), max(ref[1], settings.floor(feat)),
+                                          0, "population")
     return out
 
 
