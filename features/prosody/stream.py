@@ -1018,7 +1018,7 @@ class ProsodyStream:
         prange = (max(ranges.values(), key=lambda r: r.voiced_frames) if ranges
                   else pitch_range_from_f0(np.zeros(0), pitch_floor_hz=cfg.pitch_floor_hz,
                                            pitch_ceiling_hz=cfg.pitch_ceiling_hz))
-        session = {
+        session: dict[str, Any] = {
             "pitch_floor_hz": prange.floor_hz,
             "pitch_ceiling_hz": prange.ceiling_hz,
             "pitch_range_source": prange.source,

@@ -183,13 +183,16 @@ class Analyzer:
                     provenance=_safe_provenance(stream))
         if cfg.segments.policy == "vad":
             self._vad = SileroVAD(num_threads=1).load()
-        self._encoder, self._encoder_missing = load_encoder(cfg.speakers, n_threads)
-        if self._encoder_missing:
-            log.warning("%s", self._encoder_missing)
         if cfg.fusion.enabled:
             from fusion.scoring.fuser import Fuser
 
             self._fuser = Fuser(cfg.fusion).load()
+        profile = self._fuser.profile_ if self._fuser is not None else None
+        self._encoder, self._encoder_missing = load_encoder(
+            cfg.speakers, n_threads, need_voiceprints=cfg.speakers.voiceprints or (
+                profile is not None and profile.voiceprint is not None))
+        if self._encoder_missing:
+            log.warning("%s", self._encoder_missing)
         _restore_torch_threads(n_threads)
         self._loaded = True
         return self

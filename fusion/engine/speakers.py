@@ -34,11 +34,13 @@ log = logging.getLogger("vocalfusion")
 FOCUS_KEY = ""
 
 
-def load_encoder(cfg: SpeakersConfig, num_threads: int | None = None
-                 ) -> tuple[SpeakerEncoder | None, str | None]:
-    """The loaded GE2E encoder for ``mode = "auto"`` (backend resemblyzer), or ``None`` and
-    the one-line reason it is unavailable (then the engine carries on with one speaker)."""
-    if cfg.mode != "auto" or cfg.backend != "resemblyzer":
+def load_encoder(cfg: SpeakersConfig, num_threads: int | None = None, *,
+                 need_voiceprints: bool = False) -> tuple[SpeakerEncoder | None, str | None]:
+    """The loaded GE2E encoder for ``mode = "auto"`` (backend resemblyzer) or for voiceprints,
+    or ``None`` and the one-line reason it is unavailable (then the engine carries on with one
+    speaker and no voiceprints)."""
+    wanted = (cfg.mode == "auto" and cfg.backend == "resemblyzer") or need_voiceprints
+    if not wanted:
         return None, None
     try:
         return SpeakerEncoder(num_threads=num_threads).load(), None
@@ -71,6 +73,17 @@ def find_speakers(y: np.ndarray, segments: Sequence[Segment], cfg: SpeakersConfi
     """
     segs = sorted(segments)
     if cfg.mode == "off":
+        if voiceprints and encoder is not None and segs:
+            # one speaker by definition; the encoder only gives the voiceprint
+            one = cfg.model_copy(update={"mode": "auto", "num_speakers": 1})
+            try:
+                res = diarize(y, segs, one, encoder=encoder, voiceprints=True)
+            except (ParameterError, ModelUnavailable) as exc:
+                return single_speaker(segs, warnings=[f"speakers: no voiceprint: {exc}"])
+            base = single_speaker(segs)
+            vp = res.speakers[0].voiceprint if res.speakers else None
+            return base.model_copy(update={"speakers": [
+                sp.model_copy(update={"voiceprint": vp}) for sp in base.speakers]})
         return single_speaker(segs)
     if cfg.mode == "channels":
         from features.speakers.channels import diarize_channels

@@ -38,6 +38,7 @@ from fusion.schema import SegmentResult, SessionResult
 from fusion.scoring.vector import FEATURES, raw_features
 
 __all__ = [
+    "one_speaker_sessions",
     "Sex",
     "NormalisationSettings",
     "RobustStat",
@@ -293,6 +294,55 @@ def save_profile(profile: SpeakerProfile, path: str | Path) -> Path:
 
 def _segments_of(sessions: Iterable[SessionResult]) -> list[SegmentResult]:
     return [seg for s in sessions for seg in s.segments]
+
+
+def one_speaker_sessions(sessions: Sequence[SessionResult], speaker: str | None = None
+                         ) -> tuple[list[SessionResult], list[float] | None, str | None]:
+    """Each session reduced to one speaker's segments (overlap left out), that speaker's
+    voiceprint (the normalised mean over the sessions; ``None`` if any session has none) and
+    speaker_id.
+
+    ``speaker`` is a label (``S2``, ``ch1``) or a ``speaker_id``; default: the only speaker,
+    else the session's focus speaker. Sessions without a ``speakers`` list are taken whole.
+
+    Raises
+    ------
+    ParameterError
+        ``speaker`` names no speaker of a session.
+    """
+    out: list[SessionResult] = []
+    prints: list[np.ndarray] = []
+    missing = False
+    found_id: str | None = None
+    for s in sessions:
+        if not s.speakers:
+            out.append(s)
+            missing = True
+            continue
+        if speaker is None:
+            chosen = s.speakers[0] if len(s.speakers) == 1 else next(
+                (p for p in s.speakers if p.focus), s.speakers[0])
+        else:
+            chosen = next((p for p in s.speakers
+                           if speaker in (p.label, p.speaker_id)), None)  # type: ignore[assignment]
+            if chosen is None:
+                names = ", ".join(p.speaker_id or p.label for p in s.speakers)
+                raise ParameterError(f"{s.source.path}: no speaker {speaker!r} (speakers: "
+                                     f"{names}); --speaker takes a label or a speaker_id")
+        name = chosen.speaker_id or chosen.label
+        segs = [g for g in s.segments if (g.speaker in (None, name)) and not g.overlap]
+        out.append(s.model_copy(update={"segments": segs}))
+        found_id = found_id or chosen.speaker_id
+        if chosen.voiceprint is None:
+            missing = True
+        else:
+            prints.append(np.asarray(chosen.voiceprint, dtype=np.float64))
+    vp = None
+    if prints and not missing:
+        m = np.mean(prints, axis=0)
+        n = float(np.linalg.norm(m))
+        vp = [float(v) for v in m / n] if n > 0 else None
+    return out, vp, found_id
 
 
 def build_profile(sessions: Sequence[SessionResult], settings: NormalisationSettings, *,
