@@ -56,9 +56,12 @@ SNR                        ``bandwidth_hz``, ``snr_db`` (:mod:`features.prosody.
 
 Pitch range. Unless ``pitch_floor_hz``/``pitch_ceiling_hz`` are configured, the range is
 adapted to the speaker by the two-pass method: a first, cheap pass (``To Pitch (ac)`` at 0.01 s
-steps, 60–700 Hz) over all segments of the file, then floor = 0.75 × q25 and ceiling =
-1.5 × q75 of its voiced F0 values, used for every segment of the file (Hirst 2011, after De
-Looze & Hirst 2008). This assumes one speaker per file.
+steps, 60–700 Hz) over all segments of one speaker, then floor = 0.75 × q25 and ceiling =
+1.5 × q75 of its voiced F0 values (Hirst 2011, after De Looze & Hirst 2008). One range per
+speaker: the engine's speakers stage passes each segment's speaker in the stream context
+(key ``"speakers"``); without it the file is one speaker. A segment whose own first-pass
+1.5 × q75 lies above the speaker's ceiling (raised speech) gets that higher ceiling
+(:func:`segment_ceiling`; validated against pyin in ``benchmarks/pitch_range.py``).
 
 Degenerate input: a segment shorter than ``min_segment_s`` (default 0.25 s), empty,
 non-finite or digitally silent gets every measure ``None``; otherwise each measure Praat
@@ -465,6 +468,22 @@ def speaker_pitch_range(y: np.ndarray, sr: int,
 # --------------------------------------------------------------------------------------------
 # one segment
 # --------------------------------------------------------------------------------------------
+
+#: a segment's own first-pass F0 raises its ceiling only with at least this many voiced frames
+SEGMENT_CEILING_MIN_FRAMES = 30
+
+
+def segment_ceiling(ceiling_hz: float, segment_f0: np.ndarray) -> float:
+    """The pitch ceiling for one segment: the speaker's ``ceiling_hz``, raised to 1.5 × q75
+    of the segment's own first-pass F0 where that is higher (and the segment has at least
+    :data:`SEGMENT_CEILING_MIN_FRAMES` voiced frames), so raised speech is not clipped by a
+    ceiling set on the speaker's calm speech."""
+    f = np.asarray(segment_f0, dtype=np.float64)
+    if f.size < SEGMENT_CEILING_MIN_FRAMES:
+        return float(ceiling_hz)
+    own = 1.5 * float(np.quantile(f, 0.75))
+    return float(min(max(ceiling_hz, own), FIRST_PASS_CEILING_HZ))
+
 
 #: context key of the engine's per-segment speaker labels (a ``StreamOutput`` whose rows are
 #: the labels); absent → one speaker
@@ -995,19 +1014,32 @@ class ProsodyStream:
                     f"the two-pass pitch range{who} found only {prange.voiced_frames} voiced "
                     f"frames (< {FIRST_PASS_MIN_VOICED_FRAMES}); Praat's default range "
                     f"{DEFAULT_PITCH_FLOOR_HZ:g}–{DEFAULT_PITCH_CEILING_HZ:g} Hz was used")
-            settings = {"pitch_floor_hz": prange.floor_hz,
-                        "pitch_ceiling_hz": prange.ceiling_hz,
-                        "min_pause_s": cfg.min_pause_s, "min_segment_s": cfg.min_segment_s,
-                        "silence_threshold_db": cfg.silence_threshold_db,
-                        "min_dip_db": cfg.min_dip_db}
+            # raised speech: a segment whose own F0 lies above the speaker's ceiling gets its
+            # own, higher ceiling (only for the estimated range, never a configured one)
+            by_ceiling: dict[float, list[int]] = {}
+            for k in idx:
+                c = (prange.ceiling_hz if prange.source != "two-pass"
+                     or cfg.pitch_ceiling_hz is not None
+                     else segment_ceiling(prange.ceiling_hz, per_clip_f0[k]))
+                by_ceiling.setdefault(c, []).append(k)
+            items: list[Any] = []
+            order: list[int] = []
+            for ceiling, ks in by_ceiling.items():
+                settings = {"pitch_floor_hz": prange.floor_hz, "pitch_ceiling_hz": ceiling,
+                            "min_pause_s": cfg.min_pause_s, "min_segment_s": cfg.min_segment_s,
+                            "silence_threshold_db": cfg.silence_threshold_db,
+                            "min_dip_db": cfg.min_dip_db}
 
-            def lost(i: int, prange: PitchRange = prange) -> dict[str, Any]:
-                return {"row": _failed_row(prange.floor_hz, prange.ceiling_hz, LOST_REASON)
-                        .model_dump(mode="json"),
-                        "error": LOST_REASON}
+                def lost(i: int, floor: float = prange.floor_hz, ceiling: float = ceiling
+                         ) -> dict[str, Any]:
+                    return {"row": _failed_row(floor, ceiling, LOST_REASON)
+                            .model_dump(mode="json"),
+                            "error": LOST_REASON}
 
-            items = self._per_clip("measure", [clips[k] for k in idx], audio.sr, settings, lost)
-            for k, item in zip(idx, items, strict=True):
+                items.extend(self._per_clip("measure", [clips[k] for k in ks], audio.sr,
+                                            settings, lost))
+                order.extend(ks)
+            for k, item in zip(order, items, strict=True):
                 row, error = ProsodyMeasures(**item["row"]), item["error"]
                 if error is not None:
                     seg = segments[k]
