@@ -32,6 +32,7 @@ from features.audio.load import Audio, audio_from_signal, load_audio, load_chann
 from features.errors import ModelUnavailable, ParameterError
 from features.registry import stream_names, stream_spec, stream_specs
 from features.segments.vad import Segment, SegmentsConfig, SileroVAD, segment_audio
+from features.speakers.config import SpeakersConfig
 from features.stream import Provenance, Stream, StreamOutput, StreamStatus
 from fusion._version import package_version
 from fusion.config import Config, config_model, load_config
@@ -265,15 +266,21 @@ class Analyzer:
         return self._fuser.info() if self._fuser is not None else None
 
     def process_audio(self, audio: Audio, *,
-                      segments: SegmentsConfig | None = None) -> SessionResult:
+                      segments: SegmentsConfig | None = None,
+                      speakers: SpeakersConfig | None = None,
+                      channels: np.ndarray | None = None,
+                      speaker_ids: Mapping[str, str] | None = None) -> SessionResult:
         """Analyse an already-loaded :class:`~features.audio.load.Audio`.
 
-        ``segments`` replaces the configured segmentation for this call only (the models are
-        shared); the result's ``config`` and ``config_hash`` record what was used.
+        ``segments`` and ``speakers`` replace the configured segmentation and speaker settings
+        for this call only (the models are shared); the result's ``config`` and
+        ``config_hash`` record what was used.
         """
-        return self.run_audio(audio, segments=segments).result
+        return self.run_audio(audio, segments=segments, speakers=speakers, channels=channels,
+                              speaker_ids=speaker_ids).result
 
     def run_audio(self, audio: Audio, *, segments: SegmentsConfig | None = None,
+                  speakers: SpeakersConfig | None = None,
                   channels: np.ndarray | None = None,
                   speaker_ids: Mapping[str, str] | None = None) -> AnalysisRun:
         """:meth:`process_audio`, returning the result with this call's embeddings and
@@ -286,6 +293,8 @@ class Analyzer:
         cfg = self.config_
         if segments is not None and segments != cfg.segments:
             cfg = cfg.model_copy(update={"segments": segments})
+        if speakers is not None and speakers != cfg.speakers:
+            cfg = cfg.model_copy(update={"speakers": speakers})
         t_start = time.perf_counter()
         segments_ = self.segment(audio, cfg.segments)
         t_segments = time.perf_counter()
@@ -295,9 +304,16 @@ class Analyzer:
         sc = cfg.speakers
         profile = self._fuser.profile_ if self._fuser is not None else None
         profile_vp = profile.voiceprint if profile is not None else None
+        want_vp = sc.voiceprints or profile_vp is not None
+        if (sc.mode == "auto" or want_vp) and self._encoder is None and \
+                self._encoder_missing is None:
+            with self._vad_lock:  # a per-call speakers setting: load the encoder once
+                if self._encoder is None and self._encoder_missing is None:
+                    self._encoder, self._encoder_missing = load_encoder(
+                        sc, cfg.runtime.num_threads, need_voiceprints=want_vp)
         found = find_speakers(audio.y, segments_, sc, encoder=self._encoder,
                               unavailable=self._encoder_missing, channels=channels,
-                              voiceprints=sc.voiceprints or profile_vp is not None)
+                              voiceprints=want_vp)
         ids = identify(found, profile_voiceprint=profile_vp,
                        profile_id=profile.speaker_id if profile is not None else None,
                        has_profile=profile is not None,
@@ -350,10 +366,10 @@ class Analyzer:
             return session_summary(segs, threshold=cfg.fusion.threshold, streams=cov_streams,
                                    min_words=min_words, scored=scored)
 
-        speakers = speaker_summaries(found, seg_results, summarize, focus=focus, ids=ids,
-                                     keep_voiceprints=sc.voiceprints)
-        lead = next((s for s in speakers if s.focus), None)
-        if lead is not None and len(speakers) > 1 and lead.summary is not None:
+        speaker_list = speaker_summaries(found, seg_results, summarize, focus=focus, ids=ids,
+                                         keep_voiceprints=sc.voiceprints)
+        lead = next((s for s in speaker_list if s.focus), None)
+        if lead is not None and len(speaker_list) > 1 and lead.summary is not None:
             summary = lead.summary  # the session summary leads with the focus speaker
         t_end = time.perf_counter()
         timings = {
@@ -378,7 +394,7 @@ class Analyzer:
             fusion=fusion_info,
             summary=summary,
             speaker_id=lead.speaker_id if lead is not None else None,
-            speakers=speakers,
+            speakers=speaker_list,
             diarization=DiarizationInfo(mode=found.mode, backend=found.backend,
                                         num_speakers=found.num_speakers,
                                         count_estimated=found.count_estimated,

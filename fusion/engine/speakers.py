@@ -25,13 +25,38 @@ from features.speakers.encoder import SpeakerEncoder
 from features.speakers.result import SpeakersResult, voiceprint_similarity
 from fusion.schema import SegmentResult, SessionSummary, SpeakerSummary
 
-__all__ = ["FOCUS_KEY", "Identities", "find_speakers", "split_at_turns", "identify",
-           "speaker_summaries", "load_encoder"]
+__all__ = ["FOCUS_KEY", "parse_speaker_ids", "Identities", "find_speakers", "split_at_turns",
+           "identify", "focus_label", "speaker_summaries", "load_encoder"]
 
 log = logging.getLogger("vocalfusion")
 
 #: key of ``speaker_ids`` that names the focus speaker (``--speaker-id P01``)
 FOCUS_KEY = ""
+
+
+def parse_speaker_ids(values: Sequence[str]) -> dict[str, str]:
+    """``["P01"]`` → ``{"": "P01"}`` (the focus speaker); ``["S2=P01", "S1=INT"]`` →
+    ``{"S2": "P01", "S1": "INT"}``.
+
+    Raises
+    ------
+    ParameterError
+        An empty id or label, a label given twice, or two bare ids.
+    """
+    out: dict[str, str] = {}
+    for raw in values:
+        label, sep, ident = raw.partition("=")
+        if not sep:
+            label, ident = FOCUS_KEY, raw
+        label, ident = label.strip(), ident.strip()
+        if not ident or (sep and not label):
+            raise ParameterError(f"--speaker-id {raw!r}: give ID (the focus speaker) or "
+                                 "LABEL=ID (e.g. S2=P01)")
+        if label in out:
+            raise ParameterError(f"--speaker-id names {'the focus speaker' if not label else label}"
+                                 " twice")
+        out[label] = ident
+    return out
 
 
 def load_encoder(cfg: SpeakersConfig, num_threads: int | None = None, *,

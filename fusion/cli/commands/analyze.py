@@ -33,6 +33,13 @@ def register(sub: Any) -> None:
     p.add_argument("--embeddings", choices=["npy", "parquet"], default=None,
                    help="write emotion embeddings beside the JSON (needs the emotion stream)")
     p.add_argument("-q", "--quiet", action="store_true", help="no tables, only errors")
+    p.add_argument("--speakers", choices=["off", "auto", "channels"], default=None,
+                   help="who is talking: off (one speaker), auto (find the speakers by voice), "
+                        "channels (one speaker per channel); same as --set speakers.mode=")
+    p.add_argument("--num-speakers", type=int, default=None, metavar="N",
+                   help="fix the speaker count (speakers.num_speakers)")
+    p.add_argument("--speaker-id", action="append", default=[], metavar="[LABEL=]ID",
+                   help="name the focus speaker (P01) or one speaker (S2=P01); repeatable")
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -103,6 +110,10 @@ def print_session(result: SessionResult) -> None:
         if info.reason:
             console.print(f"  [yellow]{escape(name)}[/]: {escape(str(info.status))} — "
                           f"{escape(info.reason)}")
+    if len(result.speakers) > 1:
+        who = ", ".join(f"{sp.speaker_id or sp.label} {sp.speech_s:.0f} s"
+                        + (" (focus)" if sp.focus else "") for sp in result.speakers)
+        console.print(f"  speakers: {escape(who)}")
     if result.summary and result.summary.stress and result.summary.depression:
         s, d = result.summary.stress, result.summary.depression
         console.print(f"  session: stress mean {_fmt(s.mean)} (peak {_fmt(s.peak)}), "
@@ -125,7 +136,14 @@ def run(args: argparse.Namespace) -> int:
     if sum(str(f) == STDIN_PATH for f in files) > 1:
         err_console.print("error: `-` (standard input) can be given only once")
         return 2
+    from fusion.engine.speakers import parse_speaker_ids
+
     cfg = config_from_args(args)
+    speaker_ids = parse_speaker_ids(args.speaker_id) or None
+    if args.speakers or args.num_speakers is not None:
+        cfg = cfg.with_overrides(
+            {k: v for k, v in (("speakers.mode", args.speakers),
+                               ("speakers.num_speakers", args.num_speakers)) if v is not None})
     if args.embeddings:
         cfg = cfg.with_overrides({"emotion.embeddings": True})
     analyzer = Analyzer(cfg).load()
@@ -133,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     for path, file_stem in iter_unique_stems(files):
         stem = _stem(path, file_stem)
         try:
-            run_ = analyzer.run_file(path)
+            run_ = analyzer.run_file(path, speaker_ids=speaker_ids)
             result = run_.result
         except AudioError as exc:
             failed += 1
