@@ -462,7 +462,8 @@ def speaker_baseline(rows: Sequence[Mapping[str, float | None]],
                      profile: SpeakerProfile | None = None,
                      norms: PopulationNorms | None = None,
                      sex: Sex | None = None,
-                     population_fallback: bool = False) -> dict[str, BaselineEntry]:
+                     population_fallback: bool = False,
+                     fallback_sex: Sex | None = None) -> dict[str, BaselineEntry]:
     """Per-feature baseline for the speaker z-scores of one session.
 
     Parameters
@@ -479,6 +480,8 @@ def speaker_baseline(rows: Sequence[Mapping[str, float | None]],
         Where neither the profile nor two or more of the speaker's own segments give a
         baseline, use the population reference (norms mean and SD for the voice type ``sex``)
         as the baseline, with ``source = "population"`` (docs/scores.md, "Reference").
+    fallback_sex : {"female", "male"}, optional
+        Voice type of that fallback (default ``sex``).
 
     Returns
     -------
@@ -505,7 +508,7 @@ def speaker_baseline(rows: Sequence[Mapping[str, float | None]],
                 out[feat] = BaselineEntry(float(np.median(vals)),
                                           max(ref[1], settings.floor(feat)), 2, "session-2")
         elif population_fallback and norms is not None:
-            ref = norms.reference(feat, sex)
+            ref = norms.reference(feat, fallback_sex or sex)
             if ref is not None:
                 out[feat] = BaselineEntry(float(ref[0]), max(ref[1], settings.floor(feat)),
                                           0, "population")

@@ -256,7 +256,8 @@ class Fuser:
             sex = self.sex_ if mine else None
             rows = [raw[i] for i in idx if not segments[i].overlap] or [raw[i] for i in idx]
             base = speaker_baseline(rows, settings, profile=profile, norms=norms, sex=sex,
-                                    population_fallback=True)
+                                    population_fallback=True,
+                                    fallback_sex=sex or voice_type(rows))
             first_base = first_base or base
             for i in idx:
                 speaker[i] = speaker_z(raw[i], base)
@@ -272,6 +273,23 @@ class Fuser:
                 "heads": {t: h.to_dict() for t, h in spec.heads.items()},
                 "population_norms": self.norms_.source if self.norms_ else None,
                 "speaker_profile": self.config.speaker_profile, "sex": self.sex_}
+
+
+#: F0 (semitones re 100 Hz) between the population's typical low (120 Hz) and high (210 Hz)
+#: voice: their geometric mean, 158.7 Hz = 8.0 st (Traunmüller & Eriksson 1995)
+VOICE_TYPE_SPLIT_ST = 8.0
+
+
+def voice_type(rows: Sequence[Mapping[str, float | None]]) -> Sex | None:
+    """The population norms' voice type of a speaker whose sex is not given: ``"male"`` (low
+    voice) when the median segment F0 lies below :data:`VOICE_TYPE_SPLIT_ST`, else
+    ``"female"`` (high voice); ``None`` without F0. A voice type, not a statement of sex."""
+    f0 = [v for r in rows if (v := r.get("f0_mean_st")) is not None]
+    if not f0:
+        return None
+    f0.sort()
+    mid = f0[len(f0) // 2] if len(f0) % 2 else (f0[len(f0) // 2 - 1] + f0[len(f0) // 2]) / 2
+    return "male" if mid < VOICE_TYPE_SPLIT_ST else "female"
 
 
 _REFERENCE = {"profile": "profile", "session": "session", "session-2": "session",
