@@ -127,7 +127,7 @@ def test_toy_stream_end_to_end_from_one_registration(toy: StreamSpec) -> None:
     assert run.embeddings["toy"].shape == (2, 2)
     assert run.embeddings["toy"][1, 1] == pytest.approx(0.4, abs=1e-3)
     data = json.loads(result.to_json())
-    assert data["schema_version"] == "1.1.0"
+    assert data["schema_version"] == "1.2.0"
     assert data["segments"][1]["toy"]["peak"] == pytest.approx(0.4, abs=1e-3)
     assert data["config"]["toy"] == {"enabled": True, "reference": 0.5}
     assert "embeddings" not in json.dumps(data["streams"])

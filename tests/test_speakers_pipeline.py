@@ -219,3 +219,23 @@ def test_one_segment_and_silence_and_eight_channels(tmp_path: Path) -> None:
     r = analyzer("speakers.mode=channels").process_signal(x, SR)
     assert len(r.speakers) == 1
     assert any("needs at least 2 channels with sound" in w for w in r.warnings)
+
+
+# ------------------------------------------------------------------ surfaces: flags and options
+def test_speaker_id_flags_parse() -> None:
+    from features.errors import ParameterError
+    from fusion.engine.speakers import parse_speaker_ids
+
+    assert parse_speaker_ids(["P01"]) == {"": "P01"}
+    assert parse_speaker_ids(["S2=P01", "S1=INT"]) == {"S2": "P01", "S1": "INT"}
+    for bad in (["=P01"], ["S2="], ["P01", "P02"], ["S1=A", "S1=B"]):
+        with pytest.raises(ParameterError):
+            parse_speaker_ids(bad)
+
+
+def test_server_speaker_options() -> None:
+    from fusion.server.api_models import OPTION_FIELDS, AnalyzeOptions
+
+    assert {"speakers_mode", "num_speakers", "speaker_id"} <= OPTION_FIELDS
+    opts = AnalyzeOptions(speakers_mode="auto", num_speakers=2, speaker_id="S2=P01")
+    assert opts.overrides() == {"speakers.mode": "auto", "speakers.num_speakers": 2}
