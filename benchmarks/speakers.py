@@ -248,7 +248,8 @@ def pipeline_cost(minutes: float, rounds: int) -> int:
             if mode == "auto":
                 stage.append(run.timings.get("speakers", 0.0))
                 d = run.result.diarization
-                print(f"  auto: {d.num_speakers if d else '?'} speakers found", flush=True)
+                print(f"  auto: {d.num_speakers if d else '?'} speakers found, speakers stage "
+                      f"{stage[-1]:.1f} s", flush=True)
             print(f"  {mode}: {totals[mode][-1]:.1f} s", flush=True)
     off, auto = float(np.median(totals["off"])), float(np.median(totals["auto"]))
     print(f"{minutes:g}-min file, median of {rounds}: off {off:.1f} s, auto {auto:.1f} s "

@@ -12,7 +12,7 @@ first (``speakers.focus``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -235,18 +235,18 @@ def focus_label(result: SpeakersResult, cfg: SpeakersConfig, ids: Identities) ->
 
 
 def speaker_summaries(result: SpeakersResult, segments: Sequence[SegmentResult],
-                      summarize: object, *, focus: str | None, ids: Identities,
+                      summarize: Callable[[Sequence[SegmentResult]], SessionSummary], *,
+                      focus: str | None, ids: Identities,
                       keep_voiceprints: bool) -> list[SpeakerSummary]:
     """One :class:`SpeakerSummary` per speaker (overlap segments left out), focus first.
 
-    ``summarize`` is a callable ``(segments) -> SessionSummary``.
+    ``summarize`` gives the summary of one speaker's segments.
     """
-    assert callable(summarize)
     out = []
     for spk in result.speakers:
         name = ids.names.get(spk.label, spk.label)
         mine = [s for s in segments if s.speaker == name and not s.overlap]
-        summary: SessionSummary = summarize(mine)
+        summary = summarize(mine)
         out.append(SpeakerSummary(
             label=spk.label, speaker_id=ids.names.get(spk.label),
             speech_s=round(spk.speech_s, 6), n_segments=len(mine),
