@@ -4,6 +4,12 @@ Run (about 1-2 minutes on 2 cores)::
 
     /work/main/.venv/bin/python benchmarks/speakers.py            # targets (LibriSpeech)
     /work/main/.venv/bin/python benchmarks/speakers.py --calibrate  # threshold sweep (espeak, jfk)
+    /work/main/.venv/bin/python benchmarks/speakers.py --pipeline-minutes 10  # added time
+
+``--pipeline-minutes M``: the whole default pipeline (``configs/default.toml``) on the
+SYNTHETIC bundled session tiled to M minutes, with ``speakers.mode`` ``off`` and ``auto``
+side by side in one process (models loaded once each, alternating off, auto, off, auto; the
+medians are printed with the ``speakers`` stage time).
 
 Material, built in memory:
 
@@ -217,12 +223,52 @@ def calibrate(enc: SpeakerEncoder) -> None:
         print(f"merge_similarity={thr:.2f} | " + " | ".join(line), flush=True)
 
 
+def pipeline_cost(minutes: float, rounds: int) -> int:
+    """Default pipeline, speakers off vs auto, same file, same process, alternating."""
+    import time
+    from pathlib import Path
+
+    from features.audio.load import load_audio
+    from fusion.config import load_config
+    from fusion.engine.analyzer import Analyzer
+
+    root = Path(__file__).resolve().parents[1]
+    y0 = load_audio(root / "examples" / "synthetic_session.flac").y
+    n = int(minutes * 60 * SR)
+    y = np.tile(y0, n // len(y0) + 1)[:n]
+    analyzers = {mode: Analyzer(load_config().with_overrides([f"speakers.mode={mode}"])).load()
+                 for mode in ("off", "auto")}
+    totals: dict[str, list[float]] = {"off": [], "auto": []}
+    stage: list[float] = []
+    for _ in range(rounds):
+        for mode, an in analyzers.items():
+            t0 = time.perf_counter()
+            run = an.run_signal(y, SR)
+            totals[mode].append(time.perf_counter() - t0)
+            if mode == "auto":
+                stage.append(run.timings.get("speakers", 0.0))
+                d = run.result.diarization
+                print(f"  auto: {d.num_speakers if d else '?'} speakers found, speakers stage "
+                      f"{stage[-1]:.1f} s", flush=True)
+            print(f"  {mode}: {totals[mode][-1]:.1f} s", flush=True)
+    off, auto = float(np.median(totals["off"])), float(np.median(totals["auto"]))
+    print(f"{minutes:g}-min file, median of {rounds}: off {off:.1f} s, auto {auto:.1f} s "
+          f"(x{auto / off:.2f}); speakers stage {float(np.median(stage)):.1f} s")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calibrate", action="store_true", help="sweep the merge threshold")
     ap.add_argument("--window-s", type=float, default=None, help="override speakers.window_s")
     ap.add_argument("--hop-s", type=float, default=None, help="override speakers.hop_s")
+    ap.add_argument("--pipeline-minutes", type=float, default=None,
+                    help="time the default pipeline with speakers off vs auto on a file of "
+                         "this many minutes")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of --pipeline-minutes")
     args = ap.parse_args(argv)
+    if args.pipeline_minutes:
+        return pipeline_cost(args.pipeline_minutes, args.rounds)
     enc = SpeakerEncoder().load()
     if args.calibrate:
         calibrate(enc)

@@ -37,6 +37,7 @@ from features.registry import StreamSpec, stream_specs
 from features.regular_file import read_capped
 from features.segments.vad import SegmentsConfig
 from features.sentiment.stream import SentimentConfig
+from features.speakers.config import SpeakersConfig
 from features.transcript.stream import TranscriptConfig
 
 __all__ = [
@@ -171,6 +172,9 @@ class Config(BaseModel):
     transcript: TranscriptConfig = Field(default_factory=TranscriptConfig)
     sentiment: SentimentConfig = Field(default_factory=SentimentConfig)
     egemaps: EgemapsConfig = Field(default_factory=EgemapsConfig)
+    # off by default: diarization adds +10-20 % on a 10-min file, at or above the +15 % budget
+    # (docs/speakers.md)
+    speakers: SpeakersConfig = Field(default_factory=lambda: SpeakersConfig(mode="off"))
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)

@@ -23,7 +23,7 @@ import os
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model
 
@@ -46,6 +46,9 @@ __all__ = [
     "SegmentScores",
     "ScoreSummary",
     "SessionSummary",
+    "SpeakerSummary",
+    "DiarizationInfo",
+    "Reference",
     "FusionInfo",
     "SegmentResult",
     "SessionResult",
@@ -63,6 +66,10 @@ __all__ = [
 SCHEMA_VERSION = "1.2.0"
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+#: what a stress value is relative to: the speaker's stored profile, this session's own
+#: segments of that speaker, or population reference values (docs/scores.md, "Reference")
+Reference = Literal["profile", "session", "population"]
 
 
 class SessionStatus(StrEnum):
@@ -116,6 +123,10 @@ class ScoreDetail(BaseModel):
         default_factory=dict, description="signed log-odds per stream (+ 'intercept')")
     feature_contributions: dict[str, float] = Field(
         default_factory=dict, description="signed log-odds per input feature")
+    reference: Reference | None = Field(
+        None, description="the baseline carrying most of the speaker-relative weight")
+    feature_references: dict[str, Reference] = Field(
+        default_factory=dict, description="baseline of each speaker-relative feature")
 
 
 class SegmentScores(BaseModel):
@@ -140,6 +151,9 @@ class ScoreSummary(BaseModel):
     threshold: float = 0.5
     trend_per_min: float | None = Field(None, description="least-squares slope, score units/min")
     mean_confidence: float | None = None
+    reference: Reference | None = Field(
+        None, description="the reference of most scored speech time; "
+                          "fraction_above_threshold is given only for profile or population")
 
 
 class FusionInfo(BaseModel):
@@ -166,6 +180,38 @@ class SessionSummary(BaseModel):
         default_factory=dict, description="fraction of speech time each stream measured")
 
 
+class SpeakerSummary(BaseModel):
+    """One speaker of the session: who, how much speech, and their own summary."""
+
+    model_config = _FROZEN
+
+    label: str = Field(description="'S1', 'S2', … (auto/off), 'ch0', … (channels)")
+    speaker_id: str | None = Field(None, description="a known identity (profile or given)")
+    speech_s: float
+    n_segments: int
+    focus: bool = Field(False, description="the speaker the session summary leads with")
+    profile_similarity: float | None = Field(
+        None, description="cosine of this speaker's voiceprint with the profile's")
+    matches_profile: bool | None = Field(
+        None, description="None when no profile voiceprint was given")
+    voiceprint: list[float] | None = Field(
+        None, description="biometric: only with speakers.voiceprints = true")
+    summary: SessionSummary | None = None
+
+
+class DiarizationInfo(BaseModel):
+    """How speakers were found (``speakers`` config section)."""
+
+    model_config = _FROZEN
+
+    mode: Literal["auto", "channels", "off"]
+    backend: str
+    num_speakers: int
+    count_estimated: bool
+    focus: Literal["all", "longest", "profile"]
+    policy: str
+
+
 class SegmentResult(BaseModel):
     """Everything measured inside ``[start_s, end_s)``."""
 
@@ -174,6 +220,8 @@ class SegmentResult(BaseModel):
     index: int
     start_s: float
     end_s: float
+    speaker: str | None = Field(None, description="speaker label or known speaker_id")
+    overlap: bool = Field(False, description="two voices at once; left out of baselines")
     prosody: ProsodyMeasures | None = None
     emotion: EmotionMeasures | None = None
     transcript: SegmentTranscript | None = None
@@ -200,7 +248,10 @@ class SessionResult(BaseModel):
     streams: dict[str, StreamInfo]
     fusion: FusionInfo | None = None
     summary: SessionSummary | None = None
-    speaker_id: str | None = None
+    speaker_id: str | None = Field(None, description="the focus speaker's id")
+    speakers: list[SpeakerSummary] = Field(default_factory=list,
+                                           description="every speaker, the focus first")
+    diarization: DiarizationInfo | None = None
     config: dict[str, Any]
     config_hash: str
     warnings: list[str] = Field(default_factory=list)
@@ -295,12 +346,18 @@ class SessionResult(BaseModel):
         return dumps_strict(self.with_privacy().model_dump(mode="json"), indent=indent)
 
     def privacy(self) -> dict[str, Any]:
-        """The ``privacy`` section of the result's config (defaults where absent)."""
-        p = self.config.get("privacy") if isinstance(self.config, dict) else None
+        """The ``privacy`` section of the result's config (defaults where absent).
+
+        Voiceprints are kept when ``privacy.voiceprints`` or ``speakers.voiceprints`` is true:
+        asking the speaker stage for voiceprints is asking for them in the result."""
+        cfg = self.config if isinstance(self.config, dict) else {}
+        p = cfg.get("privacy")
         p = p if isinstance(p, dict) else {}
+        sp = cfg.get("speakers")
+        asked = bool(sp.get("voiceprints", False)) if isinstance(sp, dict) else False
         return {"paths": p.get("paths", "as_given"),
                 "redact_transcript": bool(p.get("redact_transcript", False)),
-                "voiceprints": bool(p.get("voiceprints", False))}
+                "voiceprints": bool(p.get("voiceprints", False)) or asked}
 
     def with_privacy(self, privacy: dict[str, Any] | None = None) -> SessionResult:
         """This result as its ``privacy`` config section (or ``privacy``) allows it to leave
@@ -402,6 +459,8 @@ class SessionResult(BaseModel):
             "duration_s": self.source.duration_s,
             "status": str(self.status),
             "n_segments": len(self.segments),
+            "speaker_id": self.speaker_id,
+            "n_speakers": len(self.speakers),
             "speech_s": s.speech_s if s else 0.0,
             "config_hash": self.config_hash,
             "package_version": self.package_version,
@@ -581,7 +640,8 @@ def _num(v: Any) -> Any:
 def _flatten_segment(file: str, abs_path: str, seg: SegmentResult) -> dict[str, Any]:
     rec: dict[str, Any] = {"file": file, "start_s": seg.start_s, "end_s": seg.end_s,
                            "path_abs": abs_path,
-                           "segment": seg.index, "duration_s": round(seg.end_s - seg.start_s, 6)}
+                           "segment": seg.index, "duration_s": round(seg.end_s - seg.start_s, 6),
+                           "speaker": seg.speaker, "overlap": seg.overlap}
     for spec in stream_specs():
         row = getattr(seg, spec.name, None)
         if row is not None:

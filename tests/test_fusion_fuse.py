@@ -122,10 +122,15 @@ def test_insufficient_speech_or_no_segments(prior_fuser: Fuser, insufficient: bo
 
 
 def test_session_baseline_fallbacks(prior_fuser: Fuser) -> None:
-    # one segment: no within-session baseline → speaker z absent, stress from nothing
-    out, _ = prior_fuser.fuse([make_segment(0)], {})
-    assert out[0].scores.features_speaker_z == {}
-    assert out[0].scores.stress.value is None
+    # one segment: no within-session baseline → population reference values, half the
+    # confidence (issue 16: a one-segment clip still gets a stress value that means something)
+    out, summary = prior_fuser.fuse([make_segment(0)], {})
+    assert out[0].scores.features_speaker_z != {}
+    assert out[0].scores.stress.value is not None
+    assert out[0].scores.stress.reference == "population"
+    assert set(out[0].scores.stress.feature_references.values()) == {"population"}
+    assert summary.stress is not None and summary.stress.reference == "population"
+    assert summary.stress.fraction_above_threshold is not None
     assert out[0].scores.depression.value is not None  # population z still there
     # two segments: session median, population SD as scale
     two = [make_segment(0, prosody={"f0_mean_st": 8.0}),

@@ -176,10 +176,11 @@ def test_builtin_declarations_match_the_registry() -> None:
         assert Config.model_fields[spec.name].annotation is spec.config_model
         assert SegmentResult.model_fields[spec.name].annotation == spec.row_model | None
     stream_fields = [n for n in SegmentResult.model_fields if n not in
-                     ("index", "start_s", "end_s", "scores")]
+                     ("index", "start_s", "end_s", "speaker", "overlap", "scores")]
     assert stream_fields == list(BUILTIN_STREAMS)
     sections = tomllib.loads(default_config_path().read_text())
-    assert [s for s in sections if s not in ("audio", "segments", "fusion", "runtime")] == \
+    assert [s for s in sections if s not in ("audio", "segments", "speakers", "fusion",
+                                                  "runtime")] == \
         list(BUILTIN_STREAMS)
     assert stream_spec("sentiment").requires == ("transcript",)
 

@@ -245,8 +245,6 @@ def test_one_short_segment_is_one_speaker_with_a_warning() -> None:
     assert any("one speaker assumed" in w for w in res.warnings)
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: one 9 s utterance of 533 is split into 2 "
-                   "speakers at merge_similarity 0.80 (calibration favours 0.75; not yet changed)")
 def test_one_long_segment_works(encoder: SpeakerEncoder) -> None:
     y = utt("533", 1)
     res = diarize(y, [Segment(0.0, len(y) / SR)], SpeakersConfig(), encoder=encoder)

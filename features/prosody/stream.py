@@ -56,9 +56,12 @@ SNR                        ``bandwidth_hz``, ``snr_db`` (:mod:`features.prosody.
 
 Pitch range. Unless ``pitch_floor_hz``/``pitch_ceiling_hz`` are configured, the range is
 adapted to the speaker by the two-pass method: a first, cheap pass (``To Pitch (ac)`` at 0.01 s
-steps, 60–700 Hz) over all segments of the file, then floor = 0.75 × q25 and ceiling =
-1.5 × q75 of its voiced F0 values, used for every segment of the file (Hirst 2011, after De
-Looze & Hirst 2008). This assumes one speaker per file.
+steps, 60–700 Hz) over all segments of one speaker, then floor = 0.75 × q25 and ceiling =
+1.5 × q75 of its voiced F0 values (Hirst 2011, after De Looze & Hirst 2008). One range per
+speaker: the engine's speakers stage passes each segment's speaker in the stream context
+(key ``"speakers"``); without it the file is one speaker. A segment whose own first-pass
+1.5 × q75 lies above the speaker's ceiling (raised speech) gets that higher ceiling
+(:func:`segment_ceiling`; validated against pyin in ``benchmarks/pitch_range.py``).
 
 Degenerate input: a segment shorter than ``min_segment_s`` (default 0.25 s), empty,
 non-finite or digitally silent gets every measure ``None``; otherwise each measure Praat
@@ -467,6 +470,36 @@ def speaker_pitch_range(y: np.ndarray, sr: int,
 # --------------------------------------------------------------------------------------------
 # one segment
 # --------------------------------------------------------------------------------------------
+
+#: a segment's own first-pass F0 raises its ceiling only with at least this many voiced frames
+SEGMENT_CEILING_MIN_FRAMES = 30
+
+
+def segment_ceiling(ceiling_hz: float, segment_f0: np.ndarray) -> float:
+    """The pitch ceiling for one segment: the speaker's ``ceiling_hz``, raised to 1.5 × q75
+    of the segment's own first-pass F0 where that is higher (and the segment has at least
+    :data:`SEGMENT_CEILING_MIN_FRAMES` voiced frames), so raised speech is not clipped by a
+    ceiling set on the speaker's calm speech."""
+    f = np.asarray(segment_f0, dtype=np.float64)
+    if f.size < SEGMENT_CEILING_MIN_FRAMES:
+        return float(ceiling_hz)
+    own = 1.5 * float(np.quantile(f, 0.75))
+    return float(min(max(ceiling_hz, own), FIRST_PASS_CEILING_HZ))
+
+
+#: context key of the engine's per-segment speaker labels (a ``StreamOutput`` whose rows are
+#: the labels); absent → one speaker
+SPEAKERS_CONTEXT = "speakers"
+
+
+def _speaker_labels(context: dict[str, StreamOutput], n: int) -> list[str]:
+    """Each segment's speaker from the context, or one speaker for all."""
+    out = context.get(SPEAKERS_CONTEXT)
+    rows = list(out.rows) if out is not None else []
+    if len(rows) != n:
+        return [""] * n
+    return [str(r) if r is not None else "" for r in rows]
+
 
 class _Row:
     """Collects values and reasons; turns NaN/Inf into ``None`` + reason."""
@@ -959,36 +992,67 @@ class ProsodyStream:
             self.load()
         warnings: list[str] = []
         clips = [audio.crop(seg.start_s, seg.end_s) for seg in segments]
+        # one pitch range per speaker (the engine's speakers stage labels the segments);
+        # without labels the whole file is one speaker
+        labels = _speaker_labels(context, len(segments))
+        groups: dict[str, list[int]] = {}
+        for k, lab in enumerate(labels):
+            groups.setdefault(lab, []).append(k)
         if cfg.pitch_floor_hz is not None and cfg.pitch_ceiling_hz is not None:
-            f0 = np.zeros(0)  # the configured range needs no first pass
+            per_clip_f0: list[np.ndarray] = [np.zeros(0) for _ in clips]
         else:
-            f0 = np.concatenate([np.zeros(0), *self._per_clip(
-                "first_pass", clips, audio.sr, {}, lambda i: np.zeros(0))])
-        prange = pitch_range_from_f0(f0, pitch_floor_hz=cfg.pitch_floor_hz,
-                                     pitch_ceiling_hz=cfg.pitch_ceiling_hz)
-        if prange.source == "default" and segments:
-            warnings.append(
-                f"the two-pass pitch range found only {prange.voiced_frames} voiced frames "
-                f"(< {FIRST_PASS_MIN_VOICED_FRAMES}); Praat's default range "
-                f"{DEFAULT_PITCH_FLOOR_HZ:g}–{DEFAULT_PITCH_CEILING_HZ:g} Hz was used")
-        settings = {"pitch_floor_hz": prange.floor_hz, "pitch_ceiling_hz": prange.ceiling_hz,
-                    "min_pause_s": cfg.min_pause_s, "min_segment_s": cfg.min_segment_s,
-                    "silence_threshold_db": cfg.silence_threshold_db,
-                    "min_dip_db": cfg.min_dip_db}
+            per_clip_f0 = list(self._per_clip("first_pass", clips, audio.sr, {},
+                                              lambda i: np.zeros(0)))
+        rows_by_index: dict[int, ProsodyMeasures] = {}
+        ranges: dict[str, PitchRange] = {}
+        for lab, idx in groups.items():
+            f0 = np.concatenate([np.zeros(0), *(per_clip_f0[k] for k in idx)])
+            prange = pitch_range_from_f0(f0, pitch_floor_hz=cfg.pitch_floor_hz,
+                                         pitch_ceiling_hz=cfg.pitch_ceiling_hz)
+            ranges[lab] = prange
+            who = f" of speaker {lab}" if len(groups) > 1 else ""
+            if prange.source == "default":
+                warnings.append(
+                    f"the two-pass pitch range{who} found only {prange.voiced_frames} voiced "
+                    f"frames (< {FIRST_PASS_MIN_VOICED_FRAMES}); Praat's default range "
+                    f"{DEFAULT_PITCH_FLOOR_HZ:g}–{DEFAULT_PITCH_CEILING_HZ:g} Hz was used")
+            # raised speech: a segment whose own F0 lies above the speaker's ceiling gets its
+            # own, higher ceiling (only for the estimated range, never a configured one)
+            by_ceiling: dict[float, list[int]] = {}
+            for k in idx:
+                c = (prange.ceiling_hz if prange.source != "two-pass"
+                     or cfg.pitch_ceiling_hz is not None
+                     else segment_ceiling(prange.ceiling_hz, per_clip_f0[k]))
+                by_ceiling.setdefault(c, []).append(k)
+            items: list[Any] = []
+            order: list[int] = []
+            for ceiling, ks in by_ceiling.items():
+                settings = {"pitch_floor_hz": prange.floor_hz, "pitch_ceiling_hz": ceiling,
+                            "min_pause_s": cfg.min_pause_s, "min_segment_s": cfg.min_segment_s,
+                            "silence_threshold_db": cfg.silence_threshold_db,
+                            "min_dip_db": cfg.min_dip_db}
 
-        def lost(i: int) -> dict[str, Any]:
-            return {"row": _failed_row(prange.floor_hz, prange.ceiling_hz, LOST_REASON)
-                    .model_dump(mode="json"),
-                    "error": LOST_REASON}
+                def lost(i: int, floor: float = prange.floor_hz, ceiling: float = ceiling
+                         ) -> dict[str, Any]:
+                    return {"row": _failed_row(floor, ceiling, LOST_REASON)
+                            .model_dump(mode="json"),
+                            "error": LOST_REASON}
 
-        rows: list[ProsodyMeasures] = []
-        for k, item in enumerate(self._per_clip("measure", clips, audio.sr, settings, lost)):
-            row, error = ProsodyMeasures(**item["row"]), item["error"]
-            if error is not None:
-                seg = segments[k]
-                warnings.append(f"segment {k} ({seg.start_s:.2f}–{seg.end_s:.2f} s): {error}")
-            rows.append(row)
-        session = {
+                items.extend(self._per_clip("measure", [clips[k] for k in ks], audio.sr,
+                                            settings, lost))
+                order.extend(ks)
+            for k, item in zip(order, items, strict=True):
+                row, error = ProsodyMeasures(**item["row"]), item["error"]
+                if error is not None:
+                    seg = segments[k]
+                    warnings.append(f"segment {k} ({seg.start_s:.2f}–{seg.end_s:.2f} s): "
+                                    f"{error}")
+                rows_by_index[k] = row
+        rows = [rows_by_index[k] for k in range(len(segments))]
+        prange = (max(ranges.values(), key=lambda r: r.voiced_frames) if ranges
+                  else pitch_range_from_f0(np.zeros(0), pitch_floor_hz=cfg.pitch_floor_hz,
+                                           pitch_ceiling_hz=cfg.pitch_ceiling_hz))
+        session: dict[str, Any] = {
             "pitch_floor_hz": prange.floor_hz,
             "pitch_ceiling_hz": prange.ceiling_hz,
             "pitch_range_source": prange.source,
@@ -997,6 +1061,11 @@ class ProsodyStream:
             "first_pass_q75_hz": prange.q75_hz,
             "praat_ran_in": self._praat_ran_in,
         }
+        if len(ranges) > 1:
+            session["pitch_range_by_speaker"] = {
+                lab: {"pitch_floor_hz": r.floor_hz, "pitch_ceiling_hz": r.ceiling_hz,
+                      "source": r.source, "voiced_frames": r.voiced_frames}
+                for lab, r in ranges.items()}
         return StreamOutput(name=self.name, provenance=self.provenance(), rows=rows,
                             session=session, warnings=warnings,
                             elapsed_s=time.perf_counter() - t0)

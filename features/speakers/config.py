@@ -39,7 +39,7 @@ class SpeakersConfig(BaseModel):
     window_s: float = Field(1.2, ge=0.5, le=3.0, description="embedding window length")
     hop_s: float = Field(1.0, ge=0.1, le=3.0, description="embedding window hop")
     merge_similarity: float = Field(
-        0.80, gt=0.0, lt=1.0,
+        0.75, gt=0.0, lt=1.0,
         description="clusters whose voiceprints have a cosine above this are one speaker")
     min_speaker_s: float = Field(
         3.0, ge=0.0, description="an estimated speaker with less speech joins the nearest one")
@@ -50,6 +50,17 @@ class SpeakersConfig(BaseModel):
         description="mark a window as overlapping speech when its second-best speaker is "
                     "within this cosine of the best and above merge_similarity - 0.1; "
                     "0 turns overlap marking off")
+    focus: Literal["all", "longest", "profile"] = Field(
+        "longest",
+        description="whose scores the session summary and the report lead with: 'longest' "
+                    "(most speech), 'profile' (the speaker matching fusion.speaker_profile, "
+                    "else the longest), 'all' (every speaker pooled)")
+    voiceprints: bool = Field(
+        False, description="attach each speaker's voiceprint (biometric data) to the result")
+    match_similarity: float = Field(
+        0.80, gt=0.0, lt=1.0,
+        description="a speaker whose voiceprint has a cosine above this with the profile's "
+                    "voiceprint is the profile's speaker")
     channel_dominance_db: float = Field(
         6.0, ge=0.0, le=40.0,
         description="channels mode: a window belongs to the loudest channel; when a second "

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,27 +28,43 @@ from typing import Any
 
 import numpy as np
 
-from features.audio.load import Audio, audio_from_signal, load_audio
+from features.audio.load import Audio, audio_from_signal, load_audio, load_channels
 from features.errors import ModelUnavailable, ParameterError
 from features.registry import stream_names, stream_spec, stream_specs
 from features.segments.vad import Segment, SegmentsConfig, SileroVAD, segment_audio
+from features.speakers.config import SpeakersConfig
 from features.stream import Provenance, Stream, StreamOutput, StreamStatus
 from fusion._version import package_version
 from fusion.config import Config, config_model, load_config
+from fusion.engine.speakers import (
+    FOCUS_KEY,
+    find_speakers,
+    focus_label,
+    identify,
+    load_encoder,
+    speaker_summaries,
+    split_at_turns,
+)
 from fusion.schema import (
+    DiarizationInfo,
     FusionInfo,
     SegmentResult,
     SessionResult,
     SessionStatus,
+    SessionSummary,
     SourceInfo,
     StreamInfo,
     result_models,
 )
 from fusion.scoring.summary import session_summary
+from fusion.scoring.vector import FUSION_STREAMS
 
-__all__ = ["Analyzer", "AnalysisRun", "analyze"]
+__all__ = ["Analyzer", "AnalysisRun", "analyze", "SPEAKERS_CONTEXT"]
 
 log = logging.getLogger("vocalfusion")
+
+#: context key under which streams find each segment's speaker (rows: labels or ids)
+SPEAKERS_CONTEXT = "speakers"
 
 
 @dataclass(frozen=True)
@@ -64,7 +80,7 @@ class AnalysisRun:
         rows where a segment has none); only streams that made embeddings appear.
     timings : dict of str to float
         Wall-clock seconds per stage: ``decode`` (files only), ``segments``, ``streams``,
-        ``stream:<name>``, ``fusion``, ``total``.
+        ``stream:<name>``, ``speakers``, ``fusion``, ``total``.
     """
 
     result: SessionResult
@@ -103,6 +119,8 @@ class Analyzer:
         self._vad: SileroVAD | None = None
         self._vad_lock = threading.Lock()
         self._fuser: Any = None
+        self._encoder: Any = None
+        self._encoder_missing: str | None = None
 
     # ------------------------------------------------------------------ loading
     @property
@@ -170,26 +188,41 @@ class Analyzer:
             from fusion.scoring.fuser import Fuser
 
             self._fuser = Fuser(cfg.fusion).load()
+        profile = self._fuser.profile_ if self._fuser is not None else None
+        self._encoder, self._encoder_missing = load_encoder(
+            cfg.speakers, n_threads, need_voiceprints=cfg.speakers.voiceprints or (
+                profile is not None and profile.voiceprint is not None))
+        if self._encoder_missing:
+            log.warning("%s", self._encoder_missing)
         _restore_torch_threads(n_threads)
         self._loaded = True
         return self
 
     # ------------------------------------------------------------------ processing
     def process_file(self, path: str | os.PathLike[str], *,
-                     contours: bool = False) -> SessionResult:
+                     contours: bool = False,
+                     speaker_ids: Mapping[str, str] | None = None) -> SessionResult:
         """Analyse one audio file (any common format). Raises an ``AudioError`` for bad input.
 
         ``contours=True`` keeps the prosody stream's frame contours in the result
-        (:meth:`~fusion.schema.SessionResult.contours`).
+        (:meth:`~fusion.schema.SessionResult.contours`). ``speaker_ids``: speaker label → id
+        (``{"S2": "P01"}``); the key ``""`` names the focus speaker (``--speaker-id P01``).
         """
-        return self.run_file(path, contours=contours).result
+        return self.run_file(path, contours=contours, speaker_ids=speaker_ids).result
 
-    def run_file(self, path: str | os.PathLike[str], *, contours: bool = False) -> AnalysisRun:
+    def run_file(self, path: str | os.PathLike[str], *, contours: bool = False,
+                 speaker_ids: Mapping[str, str] | None = None) -> AnalysisRun:
         """:meth:`process_file`, returning the result with this call's embeddings and timings."""
         t0 = time.perf_counter()
         audio = self.read_audio(path)
+        channels = None
+        if self.config_.speakers.mode == "channels" and audio.source.channels > 1:
+            cfg = self.config_
+            channels = load_channels(path, max_duration_s=cfg.audio.max_duration_s,
+                                     timeout_s=cfg.audio.decode_timeout_s)
         decode_s = time.perf_counter() - t0
-        run = self.run_audio(audio, contours=contours)
+        run = self.run_audio(audio, contours=contours, channels=channels,
+                             speaker_ids=speaker_ids)
         timings = {"decode": decode_s, **run.timings,
                    "total": run.timings.get("total", 0.0) + decode_s}
         return AnalysisRun(result=run.result, embeddings=run.embeddings, timings=timings)
@@ -201,16 +234,30 @@ class Analyzer:
                           timeout_s=cfg.audio.decode_timeout_s, isolate=isolate)
 
     def process_signal(self, y: np.ndarray, sr: int, *, name: str = "<signal>",
-                       contours: bool = False) -> SessionResult:
+                       contours: bool = False,
+                       speaker_ids: Mapping[str, str] | None = None) -> SessionResult:
         """Analyse an in-memory signal of shape (n,) or (n, channels) at ``sr`` Hz."""
-        return self.run_signal(y, sr, name=name, contours=contours).result
+        return self.run_signal(y, sr, name=name, contours=contours,
+                               speaker_ids=speaker_ids).result
 
     def run_signal(self, y: np.ndarray, sr: int, *, name: str = "<signal>",
-                   contours: bool = False) -> AnalysisRun:
+                   contours: bool = False,
+                   speaker_ids: Mapping[str, str] | None = None) -> AnalysisRun:
         """:meth:`process_signal`, returning the result with embeddings and timings."""
-        audio = audio_from_signal(y, sr, name=name,
-                                  max_duration_s=self.config_.audio.max_duration_s)
-        return self.run_audio(audio, contours=contours)
+        max_s = self.config_.audio.max_duration_s
+        audio = audio_from_signal(y, sr, name=name, max_duration_s=max_s)
+        channels = None
+        arr = np.asarray(y)
+        if self.config_.speakers.mode == "channels" and arr.ndim == 2:
+            if arr.shape[0] < arr.shape[1]:
+                arr = arr.T  # (channels, n) as librosa gives it
+            if arr.shape[1] > 1:
+                cols = [audio_from_signal(np.ascontiguousarray(arr[:, c]), sr, name=name,
+                                          max_duration_s=max_s).y for c in range(arr.shape[1])]
+                n = min(len(c) for c in cols)
+                channels = np.stack([c[:n] for c in cols], axis=1)
+        return self.run_audio(audio, contours=contours, channels=channels,
+                              speaker_ids=speaker_ids)
 
     def stream_infos(self) -> dict[str, StreamInfo]:
         """Status and provenance of every configured stream after :meth:`load`."""
@@ -226,21 +273,31 @@ class Analyzer:
         return self._fuser.info() if self._fuser is not None else None
 
     def process_audio(self, audio: Audio, *,
-                      segments: SegmentsConfig | None = None) -> SessionResult:
+                      segments: SegmentsConfig | None = None,
+                      speakers: SpeakersConfig | None = None,
+                      channels: np.ndarray | None = None,
+                      speaker_ids: Mapping[str, str] | None = None) -> SessionResult:
         """Analyse an already-loaded :class:`~features.audio.load.Audio`.
 
-        ``segments`` replaces the configured segmentation for this call only (the models are
-        shared); the result's ``config`` and ``config_hash`` record what was used.
+        ``segments`` and ``speakers`` replace the configured segmentation and speaker settings
+        for this call only (the models are shared); the result's ``config`` and
+        ``config_hash`` record what was used.
         """
-        return self.run_audio(audio, segments=segments).result
+        return self.run_audio(audio, segments=segments, speakers=speakers, channels=channels,
+                              speaker_ids=speaker_ids).result
 
     def run_audio(self, audio: Audio, *, segments: SegmentsConfig | None = None,
-                  contours: bool = False) -> AnalysisRun:
+                  contours: bool = False,
+                  speakers: SpeakersConfig | None = None,
+                  channels: np.ndarray | None = None,
+                  speaker_ids: Mapping[str, str] | None = None) -> AnalysisRun:
         """:meth:`process_audio`, returning the result with this call's embeddings and
         timings (nothing is kept on the Analyzer, so concurrent calls do not mix).
 
         ``contours=True`` also measures the prosody stream's frame contours (kept in the
         result, not in its JSON); :class:`ParameterError` when the prosody stream is off.
+        ``channels``: the un-mixed 16 kHz channels, shape (n, channels), for
+        ``speakers.mode = "channels"``; ``speaker_ids``: see :meth:`process_file`.
         """
         self.load()
         if contours and "prosody" not in self._streams:
@@ -249,22 +306,52 @@ class Analyzer:
         cfg = self.config_
         if segments is not None and segments != cfg.segments:
             cfg = cfg.model_copy(update={"segments": segments})
+        if speakers is not None and speakers != cfg.speakers:
+            cfg = cfg.model_copy(update={"speakers": speakers})
         t_start = time.perf_counter()
         segments_ = self.segment(audio, cfg.segments)
         t_segments = time.perf_counter()
         speech_s = float(sum(s.duration_s for s in segments_))
         insufficient = speech_s < cfg.audio.min_speech_s
-        outputs = self._run_streams(audio, segments_)
+        # speakers: label every segment, split at speaker changes, name the known speakers
+        sc = cfg.speakers
+        profile = self._fuser.profile_ if self._fuser is not None else None
+        profile_vp = profile.voiceprint if profile is not None else None
+        want_vp = sc.voiceprints or profile_vp is not None
+        if (sc.mode == "auto" or want_vp) and self._encoder is None and \
+                self._encoder_missing is None:
+            with self._vad_lock:  # a per-call speakers setting: load the encoder once
+                if self._encoder is None and self._encoder_missing is None:
+                    self._encoder, self._encoder_missing = load_encoder(
+                        sc, cfg.runtime.num_threads, need_voiceprints=want_vp)
+        found = find_speakers(audio.y, segments_, sc, encoder=self._encoder,
+                              unavailable=self._encoder_missing, channels=channels,
+                              voiceprints=want_vp)
+        ids = identify(found, profile_voiceprint=profile_vp,
+                       profile_id=profile.speaker_id if profile is not None else None,
+                       has_profile=profile is not None,
+                       profile_path=cfg.fusion.speaker_profile, cfg=sc,
+                       speaker_ids=speaker_ids)
+        focus = focus_label(found, sc, ids)
+        if speaker_ids and FOCUS_KEY in speaker_ids:
+            target = focus or (found.speakers[0].label if len(found.speakers) == 1 else None)
+            if target is not None:
+                ids.names[target] = speaker_ids[FOCUS_KEY]
+        segments_, labels, overlap = split_at_turns(found)
+        names = [ids.names.get(lab, lab) for lab in labels]
+        t_speakers = time.perf_counter()
+        outputs = self._run_streams(audio, segments_, speakers=names)
         frames = self._contours(audio, segments_, outputs) if contours else None
         t_streams = time.perf_counter()
         embeddings = {name: out.embeddings for name, out in outputs.items()
                       if out.embeddings is not None}
         segment_model, session_model = result_models()
-        seg_results = _assemble(segments_, outputs, segment_model)
+        seg_results = _assemble(segments_, outputs, segment_model, speakers=names,
+                                overlap=overlap)
         stream_infos = {**self._unavailable,
                         **{name: _stream_info(out) for name, out in outputs.items()}}
         stream_infos = {k: stream_infos[k] for k in stream_names() if k in stream_infos}
-        warnings = list(audio.warnings)
+        warnings = list(audio.warnings) + list(found.warnings) + ids.warnings
         for name, out in outputs.items():
             warnings.extend(f"{name}: {w}" for w in out.warnings)
         if insufficient:
@@ -272,17 +359,37 @@ class Analyzer:
                 f"insufficient speech: {speech_s:.1f} s detected, at least "
                 f"{cfg.audio.min_speech_s:.1f} s needed for scores (audio.min_speech_s)")
         fusion_info: FusionInfo | None = None
+        profile_speakers = None
+        if not ids.profile_applies_to_all:
+            profile_speakers = ({ids.names.get(ids.profile_label, ids.profile_label)}
+                                if ids.profile_label is not None else set())
         if self._fuser is not None:
             seg_results, summary = self._fuser.fuse(seg_results, stream_infos,
-                                                   insufficient_speech=insufficient)
+                                                   insufficient_speech=insufficient,
+                                                   profile_speakers=profile_speakers)
             fusion_info = self._fuser.info()
         else:
             summary = session_summary(seg_results, threshold=cfg.fusion.threshold,
                                       streams=list(stream_names()), scored=False)
+        min_words = (self._fuser.spec_.normalisation.min_words if self._fuser is not None
+                     else 5)
+        cov_streams = list(stream_infos) + [s for s in FUSION_STREAMS if s not in stream_infos]
+        scored = self._fuser is not None and not insufficient
+
+        def summarize(segs: Sequence[SegmentResult]) -> SessionSummary:
+            return session_summary(segs, threshold=cfg.fusion.threshold, streams=cov_streams,
+                                   min_words=min_words, scored=scored)
+
+        speaker_list = speaker_summaries(found, seg_results, summarize, focus=focus, ids=ids,
+                                         keep_voiceprints=sc.voiceprints)
+        lead = next((s for s in speaker_list if s.focus), None)
+        if lead is not None and len(speaker_list) > 1 and lead.summary is not None:
+            summary = lead.summary  # the session summary leads with the focus speaker
         t_end = time.perf_counter()
         timings = {
             "segments": t_segments - t_start,
-            "streams": t_streams - t_segments,
+            "speakers": t_speakers - t_segments,
+            "streams": t_streams - t_speakers,
             **{f"stream:{n}": float(o.elapsed_s or 0.0) for n, o in outputs.items()},
             "fusion": t_end - t_streams,
             "total": t_end - t_start,
@@ -300,6 +407,12 @@ class Analyzer:
             streams=stream_infos,
             fusion=fusion_info,
             summary=summary,
+            speaker_id=lead.speaker_id if lead is not None else None,
+            speakers=speaker_list,
+            diarization=DiarizationInfo(mode=found.mode, backend=found.backend,
+                                        num_speakers=found.num_speakers,
+                                        count_estimated=found.count_estimated,
+                                        focus=sc.focus, policy=found.policy),
             config=cfg.to_dict(),
             config_hash=cfg.config_hash(),
             warnings=warnings,
@@ -327,9 +440,14 @@ class Analyzer:
                     self._vad = SileroVAD(num_threads=1).load()
         return segment_audio(audio.y, audio.sr, cfg, vad=self._vad)
 
-    def _run_streams(self, audio: Audio, segments: list[Segment]
-                     ) -> dict[str, StreamOutput[Any]]:
+    def _run_streams(self, audio: Audio, segments: list[Segment], *,
+                     speakers: Sequence[str] | None = None) -> dict[str, StreamOutput[Any]]:
         outputs: dict[str, StreamOutput[Any]] = {}
+        # the speaker of every segment, for streams that adapt to the speaker (prosody's
+        # pitch range); a context entry, not a stream of the result
+        base: dict[str, StreamOutput[Any]] = {}
+        if speakers is not None:
+            base[SPEAKERS_CONTEXT] = StreamOutput(name=SPEAKERS_CONTEXT, rows=list(speakers))
         pending = dict(self._streams)
         parallel = self.config_.runtime.parallel_streams
         while pending:
@@ -339,13 +457,14 @@ class Analyzer:
             if parallel and len(ready) > 1:
                 with ThreadPoolExecutor(max_workers=len(ready),
                                         thread_name_prefix="vf-stream") as pool:
-                    futures = {n: pool.submit(self._run_one, pending[n], audio, segments, outputs)
+                    futures = {n: pool.submit(self._run_one, pending[n], audio, segments,
+                                              {**base, **outputs})
                                for n in ready}
                     for n, fut in futures.items():
                         outputs[n] = fut.result()
             else:
                 for n in ready:
-                    outputs[n] = self._run_one(pending[n], audio, segments, outputs)
+                    outputs[n] = self._run_one(pending[n], audio, segments, {**base, **outputs})
             for n in ready:
                 del pending[n]
         return outputs
@@ -408,14 +527,19 @@ def _jsonable(v: Any) -> bool:
 
 
 def _assemble(segments: Sequence[Segment], outputs: dict[str, StreamOutput[Any]],
-              model: type[SegmentResult] = SegmentResult) -> list[SegmentResult]:
+              model: type[SegmentResult] = SegmentResult, *,
+              speakers: Sequence[str] | None = None,
+              overlap: Sequence[bool] | None = None) -> list[SegmentResult]:
     results = []
     for i, seg in enumerate(segments):
         fields: dict[str, Any] = {}
         for name, out in outputs.items():
             if name in model.model_fields:
                 fields[name] = out.rows[i]
-        results.append(model(index=i, start_s=seg.start_s, end_s=seg.end_s, **fields))
+        results.append(model(index=i, start_s=seg.start_s, end_s=seg.end_s,
+                             speaker=speakers[i] if speakers is not None else None,
+                             overlap=bool(overlap[i]) if overlap is not None else False,
+                             **fields))
     return results
 
 

@@ -189,7 +189,9 @@ def session_context(result: SessionResult, *, audio: EmbeddedAudio | None = None
         "coverage_extra": _coverage_extra(result),
         "no_scores_reason": _no_scores_reason(result),
         "frame": frame,
-        "speech": [frame.span(s.start_s, s.end_s) for s in result.segments],
+        "speech": [(*frame.span(s.start_s, s.end_s), _speaker_colour(result, s.speaker))
+                   for s in result.segments],
+        "speakers": _speakers(result),
         "score_panels": _score_panels(result, frame),
         "sentiment_strip": _sentiment_strip(result, frame),
         "emotion": _emotion(result, frame),
@@ -206,6 +208,45 @@ def session_context(result: SessionResult, *, audio: EmbeddedAudio | None = None
         "palette": charts.PALETTE,
         "sentiment_colours": SENTIMENT_COLOURS,
     }
+
+
+# ------------------------------------------------------------------------------ speakers
+#: speaker colours (Okabe–Ito, skipping the score colours vermillion and blue)
+SPEAKER_COLOURS = ("#E69F00", "#009E73", "#56B4E9", "#CC79A7", "#F0E442", "#000000")
+
+
+def _speaker_names(r: SessionResult) -> list[str]:
+    """Speaker names as segments carry them (speaker_id or label), focus first."""
+    return [s.speaker_id or s.label for s in r.speakers]
+
+
+def _speaker_colour(r: SessionResult, name: str | None) -> str | None:
+    """The colour of speaker ``name``; ``None`` with one speaker (the page stays as it was)."""
+    names = _speaker_names(r)
+    if len(names) < 2 or name not in names:
+        return None
+    return SPEAKER_COLOURS[names.index(name) % len(SPEAKER_COLOURS)]
+
+
+def _speakers(r: SessionResult) -> list[dict[str, Any]]:
+    """One card per speaker, the focus speaker first (only for two or more speakers)."""
+    if len(r.speakers) < 2:
+        return []
+    out = []
+    for spk in r.speakers:
+        name = spk.speaker_id or spk.label
+        summ = spk.summary
+        st = summ.stress if summ else None
+        dep = summ.depression if summ else None
+        out.append({
+            "name": name, "label": spk.label, "colour": _speaker_colour(r, name),
+            "focus": spk.focus, "speech_s": spk.speech_s, "n_segments": spk.n_segments,
+            "stress": st.mean if st else None, "stress_reference": st.reference if st else None,
+            "stress_above": st.fraction_above_threshold if st else None,
+            "depression": dep.mean if dep else None,
+            "matches_profile": spk.matches_profile, "similarity": spk.profile_similarity,
+        })
+    return out
 
 
 # ------------------------------------------------------------------------------ header
@@ -610,6 +651,8 @@ def _transcript(r: SessionResult) -> dict[str, Any]:
         tr, se, sc = seg.transcript, seg.sentiment, seg.scores
         rows.append({
             "i": seg.index, "start_s": seg.start_s, "end_s": seg.end_s,
+            "speaker": seg.speaker if len(r.speakers) > 1 else None,
+            "speaker_colour": _speaker_colour(r, seg.speaker),
             "text": tr.text.strip() if tr else None,
             "word_count": tr.word_count if tr else None,
             "sentiment": se.label if se else None,

@@ -38,6 +38,7 @@ from fusion.schema import SegmentResult, SessionResult
 from fusion.scoring.vector import FEATURES, raw_features
 
 __all__ = [
+    "one_speaker_sessions",
     "Sex",
     "NormalisationSettings",
     "RobustStat",
@@ -261,6 +262,9 @@ class SpeakerProfile(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict,
                                      description="robust_scale_factor, floors, min_words used")
     features: dict[str, ProfileFeature]
+    voiceprint: list[float] | None = Field(
+        None, description="unit-norm mean speaker embedding (biometric); None in profiles "
+                          "built before voiceprints or from results without them")
 
     def stat(self, feature: str) -> RobustStat | None:
         f = self.features.get(feature)
@@ -297,6 +301,55 @@ def _segments_of(sessions: Iterable[SessionResult]) -> list[SegmentResult]:
     return [seg for s in sessions for seg in s.segments]
 
 
+def one_speaker_sessions(sessions: Sequence[SessionResult], speaker: str | None = None
+                         ) -> tuple[list[SessionResult], list[float] | None, str | None]:
+    """Each session reduced to one speaker's segments (overlap left out), that speaker's
+    voiceprint (the normalised mean over the sessions; ``None`` if any session has none) and
+    speaker_id.
+
+    ``speaker`` is a label (``S2``, ``ch1``) or a ``speaker_id``; default: the only speaker,
+    else the session's focus speaker. Sessions without a ``speakers`` list are taken whole.
+
+    Raises
+    ------
+    ParameterError
+        ``speaker`` names no speaker of a session.
+    """
+    out: list[SessionResult] = []
+    prints: list[np.ndarray] = []
+    missing = False
+    found_id: str | None = None
+    for s in sessions:
+        if not s.speakers:
+            out.append(s)
+            missing = True
+            continue
+        if speaker is None:
+            chosen = s.speakers[0] if len(s.speakers) == 1 else next(
+                (p for p in s.speakers if p.focus), s.speakers[0])
+        else:
+            chosen = next((p for p in s.speakers
+                           if speaker in (p.label, p.speaker_id)), None)  # type: ignore[assignment]
+            if chosen is None:
+                names = ", ".join(p.speaker_id or p.label for p in s.speakers)
+                raise ParameterError(f"{s.source.path}: no speaker {speaker!r} (speakers: "
+                                     f"{names}); --speaker takes a label or a speaker_id")
+        name = chosen.speaker_id or chosen.label
+        segs = [g for g in s.segments if (g.speaker in (None, name)) and not g.overlap]
+        out.append(s.model_copy(update={"segments": segs}))
+        found_id = found_id or chosen.speaker_id
+        if chosen.voiceprint is None:
+            missing = True
+        else:
+            prints.append(np.asarray(chosen.voiceprint, dtype=np.float64))
+    vp = None
+    if prints and not missing:
+        m = np.mean(prints, axis=0)
+        n = float(np.linalg.norm(m))
+        vp = [float(v) for v in m / n] if n > 0 else None
+    return out, vp, found_id
+
+
 def build_profile(sessions: Sequence[SessionResult], settings: NormalisationSettings, *,
                   speaker_id: str | None = None, sex: Sex | None = None,
                   sources: Sequence[str] | None = None) -> SpeakerProfile:
@@ -330,7 +383,8 @@ def build_profile(sessions: Sequence[SessionResult], settings: NormalisationSett
 def profile_from_segments(segments: Sequence[SegmentResult], settings: NormalisationSettings,
                           *, speaker_id: str | None = None, sex: Sex | None = None,
                           n_sessions: int = 1,
-                          sources: Sequence[dict[str, Any]] = ()) -> SpeakerProfile:
+                          sources: Sequence[dict[str, Any]] = (),
+                          voiceprint: Sequence[float] | None = None) -> SpeakerProfile:
     """A :class:`SpeakerProfile` from one speaker's segments (median and robust scale per
     feature with at least ``settings.min_segments`` values)."""
     from fusion._version import package_version
@@ -354,7 +408,7 @@ def profile_from_segments(segments: Sequence[SegmentResult], settings: Normalisa
         settings={"robust_scale_factor": settings.robust_scale_factor,
                   "min_segments": settings.min_segments, "min_words": settings.min_words,
                   "speaker_scale_floors": dict(settings.speaker_scale_floors)},
-        features=feats)
+        features=feats, voiceprint=None if voiceprint is None else [float(v) for v in voiceprint])
 
 
 def build_norms(sessions: Sequence[SessionResult], settings: NormalisationSettings, *,
@@ -397,8 +451,9 @@ def build_norms(sessions: Sequence[SessionResult], settings: NormalisationSettin
 class BaselineEntry:
     """Location and scale of one feature for the speaker z-score, and where they came from.
 
-    ``source`` is ``"profile"``, ``"session"`` (median/MAD over ≥ ``min_segments`` segments)
-    or ``"session-2"`` (two segments: session median, population SD as scale).
+    ``source`` is ``"profile"``, ``"session"`` (median/MAD over ≥ ``min_segments`` segments),
+    ``"session-2"`` (two segments: session median, population SD as scale) or
+    ``"population"`` (population reference values, only with ``population_fallback``).
     """
 
     location: float
@@ -411,7 +466,9 @@ def speaker_baseline(rows: Sequence[Mapping[str, float | None]],
                      settings: NormalisationSettings, *,
                      profile: SpeakerProfile | None = None,
                      norms: PopulationNorms | None = None,
-                     sex: Sex | None = None) -> dict[str, BaselineEntry]:
+                     sex: Sex | None = None,
+                     population_fallback: bool = False,
+                     fallback_sex: Sex | None = None) -> dict[str, BaselineEntry]:
     """Per-feature baseline for the speaker z-scores of one session.
 
     Parameters
@@ -424,6 +481,12 @@ def speaker_baseline(rows: Sequence[Mapping[str, float | None]],
     norms : PopulationNorms, optional
         Supplies the fallback scale when a feature has exactly 2 session values.
     sex : {"female", "male"}, optional
+    population_fallback : bool
+        Where neither the profile nor two or more of the speaker's own segments give a
+        baseline, use the population reference (norms mean and SD for the voice type ``sex``)
+        as the baseline, with ``source = "population"`` (docs/scores.md, "Reference").
+    fallback_sex : {"female", "male"}, optional
+        Voice type of that fallback (default ``sex``).
 
     Returns
     -------
@@ -449,6 +512,11 @@ def speaker_baseline(rows: Sequence[Mapping[str, float | None]],
             if ref is not None:
                 out[feat] = BaselineEntry(float(np.median(vals)),
                                           max(ref[1], settings.floor(feat)), 2, "session-2")
+        elif population_fallback and norms is not None:
+            ref = norms.reference(feat, fallback_sex or sex)
+            if ref is not None:
+                out[feat] = BaselineEntry(float(ref[0]), max(ref[1], settings.floor(feat)),
+                                          0, "population")
     return out
 
 

@@ -24,14 +24,21 @@ Steps per session:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from features.errors import ConfigError
 from features.sources import portable_path
 from fusion.config import FusionConfig, config_dir
-from fusion.schema import FusionInfo, SegmentResult, SegmentScores, SessionSummary, StreamInfo
+from fusion.schema import (
+    FusionInfo,
+    ScoreDetail,
+    SegmentResult,
+    SegmentScores,
+    SessionSummary,
+    StreamInfo,
+)
 from fusion.scoring.baseline import (
     BaselineEntry,
     NormalisationSettings,
@@ -44,9 +51,15 @@ from fusion.scoring.baseline import (
     speaker_baseline,
     speaker_z,
 )
-from fusion.scoring.head import ConfidenceSettings, FusionSpec, load_model_file, load_prior
+from fusion.scoring.head import (
+    ConfidenceSettings,
+    FusionSpec,
+    LinearHead,
+    load_model_file,
+    load_prior,
+)
 from fusion.scoring.summary import session_summary
-from fusion.scoring.vector import FUSION_STREAMS, fused_name, raw_features
+from fusion.scoring.vector import FUSION_STREAMS, fused_name, raw_features, split_fused_name
 
 __all__ = ["Fuser", "SessionFeatures", "session_features", "segment_quality"]
 
@@ -168,7 +181,8 @@ class Fuser:
                                 profile=self.profile_, sex=self.sex_)
 
     def fuse(self, segments: list[SegmentResult], streams: Mapping[str, StreamInfo] | None = None,
-             *, insufficient_speech: bool = False
+             *, insufficient_speech: bool = False,
+             profile_speakers: Collection[str | None] | None = None
              ) -> tuple[list[SegmentResult], SessionSummary]:
         """Score every segment and summarise the session.
 
@@ -180,6 +194,12 @@ class Fuser:
         insufficient_speech : bool
             If True (or no segments): no scores; the summary has only n_segments, speech_s and
             coverage.
+        profile_speakers : collection of str, optional
+            The speaker labels (``SegmentResult.speaker``) the speaker profile describes;
+            ``None``: every speaker (one-speaker sessions). Every speaker gets their own
+            baseline from their own segments (overlap segments left out); a feature with
+            neither a profile nor two of the speaker's segments falls back on population
+            reference values (``reference = "population"``, reduced confidence).
 
         Returns
         -------
@@ -195,14 +215,19 @@ class Fuser:
             return list(segments), session_summary(segments, threshold=threshold,
                                                    streams=cov_streams, min_words=min_words,
                                                    scored=False)
-        feats = self.features(segments)
+        feats, feature_refs = self._per_speaker_features(segments, profile_speakers)
         fused = feats.fused()
         out: list[SegmentResult] = []
         for i, seg in enumerate(segments):
             quality = segment_quality(seg, spec.confidence)
             scores = SegmentScores(
-                stress=spec.heads["stress"].explain(fused[i], quality=quality),
-                depression=spec.heads["depression"].explain(fused[i], quality=quality),
+                stress=_with_reference(spec.heads["stress"],
+                                       spec.heads["stress"].explain(fused[i], quality=quality),
+                                       fused[i], feature_refs[i]),
+                depression=_with_reference(
+                    spec.heads["depression"],
+                    spec.heads["depression"].explain(fused[i], quality=quality),
+                    fused[i], feature_refs[i]),
                 features_speaker_z=_round_z(_present(feats.speaker[i])),
                 features_population_z=_round_z(_present(feats.population[i])),
             )
@@ -210,6 +235,35 @@ class Fuser:
         summary = session_summary(out, threshold=threshold, streams=cov_streams,
                                   min_words=min_words)
         return out, summary
+
+    def _per_speaker_features(self, segments: Sequence[SegmentResult],
+                              profile_speakers: Collection[str | None] | None
+                              ) -> tuple[SessionFeatures, list[dict[str, str]]]:
+        """Raw features, per-speaker z-scores and each feature's reference, per segment."""
+        spec = self._require()
+        assert self.norms_ is not None
+        settings, norms = spec.normalisation, self.norms_
+        raw = [raw_features(seg, min_words=settings.min_words) for seg in segments]
+        groups: dict[str | None, list[int]] = {}
+        for i, seg in enumerate(segments):
+            groups.setdefault(seg.speaker, []).append(i)
+        speaker: list[dict[str, float | None]] = [{} for _ in segments]
+        refs: list[dict[str, str]] = [{} for _ in segments]
+        first_base: dict[str, BaselineEntry] = {}
+        for label, idx in groups.items():
+            mine = profile_speakers is None or label in profile_speakers
+            profile = self.profile_ if mine else None
+            sex = self.sex_ if mine else None
+            rows = [raw[i] for i in idx if not segments[i].overlap] or [raw[i] for i in idx]
+            base = speaker_baseline(rows, settings, profile=profile, norms=norms, sex=sex,
+                                    population_fallback=True,
+                                    fallback_sex=sex or voice_type(rows))
+            first_base = first_base or base
+            for i in idx:
+                speaker[i] = speaker_z(raw[i], base)
+                refs[i] = {f: _REFERENCE[b.source] for f, b in base.items()}
+        pop = [population_z(r, norms, self.sex_) for r in raw]
+        return SessionFeatures(raw, speaker, pop, first_base), refs
 
     def describe(self) -> dict[str, Any]:
         """Model name, heads, settings — for logs and reports."""
@@ -219,6 +273,59 @@ class Fuser:
                 "heads": {t: h.to_dict() for t, h in spec.heads.items()},
                 "population_norms": self.norms_.source if self.norms_ else None,
                 "speaker_profile": self.config.speaker_profile, "sex": self.sex_}
+
+
+#: F0 (semitones re 100 Hz) between the population's typical low (120 Hz) and high (210 Hz)
+#: voice: their geometric mean, 158.7 Hz = 8.0 st (Traunmüller & Eriksson 1995)
+VOICE_TYPE_SPLIT_ST = 8.0
+
+
+def voice_type(rows: Sequence[Mapping[str, float | None]]) -> Sex | None:
+    """The population norms' voice type of a speaker whose sex is not given: ``"male"`` (low
+    voice) when the median segment F0 lies below :data:`VOICE_TYPE_SPLIT_ST`, else
+    ``"female"`` (high voice); ``None`` without F0. A voice type, not a statement of sex."""
+    f0 = [v for r in rows if (v := r.get("f0_mean_st")) is not None]
+    if not f0:
+        return None
+    f0.sort()
+    mid = f0[len(f0) // 2] if len(f0) % 2 else (f0[len(f0) // 2 - 1] + f0[len(f0) // 2]) / 2
+    return "male" if mid < VOICE_TYPE_SPLIT_ST else "female"
+
+
+_REFERENCE = {"profile": "profile", "session": "session", "session-2": "session",
+              "population": "population"}
+#: a score resting wholly on population reference values keeps this share of its confidence
+POPULATION_CONFIDENCE = 0.5
+
+
+def _with_reference(head: LinearHead, detail: ScoreDetail, row: Mapping[str, float | None],
+                    feature_refs: Mapping[str, str]) -> ScoreDetail:
+    """``detail`` with ``reference`` (the baseline carrying most of the head's weight over
+    the features present) and per-feature references; confidence scaled down by the share
+    of weight that rests on population reference values."""
+    if detail.value is None:
+        return detail
+    weight: dict[str, float] = {}
+    per_feature: dict[str, str] = {}
+    for name, w in head.weights.items():
+        if row.get(name) is None or w == 0:
+            continue
+        feat, norm = split_fused_name(name)
+        ref = "population" if norm == "population" else feature_refs.get(feat, "session")
+        per_feature[name] = ref
+        weight[ref] = weight.get(ref, 0.0) + abs(w)
+    if not weight:
+        return detail
+    total = sum(weight.values())
+    reference = max(weight, key=lambda r: weight[r])
+    # a head built on population z-scores (depression) is population-referenced by design;
+    # only speaker-relative features that fell back on the population lose confidence
+    fallback = sum(abs(head.weights[n]) for n, r in per_feature.items()
+                   if r == "population" and split_fused_name(n)[1] == "speaker") / total
+    conf = detail.confidence * (1.0 - (1.0 - POPULATION_CONFIDENCE) * fallback)
+    return detail.model_copy(update={"reference": reference,
+                                     "feature_references": per_feature,
+                                     "confidence": conf})
 
 
 def _present(d: Mapping[str, float | None]) -> dict[str, float | None]:

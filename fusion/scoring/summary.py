@@ -11,7 +11,12 @@ p90
 peak, peak_segment
     The largest segment score and that segment's index (first one on ties).
 fraction_above_threshold
-    Scored time with ``value > threshold`` divided by scored time.
+    Scored time with ``value > threshold`` divided by scored time; only where the summary's
+    ``reference`` is ``profile`` or ``population`` (against the session's own baseline about
+    half of any session lies above the middle by construction, so the figure would say
+    nothing): ``None`` for ``session``.
+reference
+    The ``reference`` of most scored time (``None`` when the segments carry none).
 trend_per_min
     Weighted least-squares slope of score against segment midpoint (minutes), weights =
     durations; ``None`` with fewer than 2 scored segments.
@@ -88,6 +93,12 @@ def summarize_score(segments: Sequence[SegmentResult], target: str, *,
         rows.append((seg, float(detail.value), float(detail.confidence)))
     if not rows:
         return None
+    ref_time: dict[str, float] = {}
+    for seg, _, _ in rows:
+        ref = getattr(getattr(seg.scores, target), "reference", None)
+        if ref is not None:
+            ref_time[ref] = ref_time.get(ref, 0.0) + seg.duration_s
+    reference = max(ref_time, key=lambda r: ref_time[r]) if ref_time else None
     d = np.array([s.duration_s for s, _, _ in rows])
     v = np.array([val for _, val, _ in rows])
     c = np.array([conf for _, _, conf in rows])
@@ -98,10 +109,12 @@ def summarize_score(segments: Sequence[SegmentResult], target: str, *,
         p90=weighted_quantile(v, d, 0.9),
         peak=float(v[peak_i]),
         peak_segment=rows[peak_i][0].index,
-        fraction_above_threshold=float(d[v > threshold].sum() / d.sum()),
+        fraction_above_threshold=(None if reference == "session"
+                                  else float(d[v > threshold].sum() / d.sum())),
         threshold=threshold,
         trend_per_min=weighted_slope(mid_min, v, d),
         mean_confidence=float(np.average(c, weights=d)),
+        reference=reference,  # type: ignore[arg-type]
     )
 
 

@@ -112,6 +112,12 @@ class AnalyzeOptions(BaseModel):
         None, ge=0.5, le=60.0, description="window length of the 'fixed' policy, seconds")
     max_segment_s: float | None = Field(
         None, ge=1.0, le=60.0, description="longer VAD regions are split, seconds")
+    speakers_mode: Literal["off", "auto", "channels"] | None = Field(
+        None, description="who is talking: 'off', 'auto' (by voice) or 'channels'")
+    num_speakers: int | None = Field(None, ge=1, le=10, description="fixed speaker count")
+    speaker_id: str | None = Field(
+        None, max_length=200, pattern=r"^[^\x00-\x1f]*$",
+        description="'P01' names the focus speaker; 'S2=P01,S1=INT' names labels")
 
     def overrides(self) -> dict[str, Any]:
         """Dotted config overrides for :meth:`fusion.config.Config.with_overrides`."""
@@ -122,6 +128,10 @@ class AnalyzeOptions(BaseModel):
             out["segments.window_s"] = self.window_s
         if self.max_segment_s is not None:
             out["segments.max_segment_s"] = self.max_segment_s
+        if self.speakers_mode is not None:
+            out["speakers.mode"] = self.speakers_mode
+        if self.num_speakers is not None:
+            out["speakers.num_speakers"] = self.num_speakers
         return out
 
 

@@ -349,7 +349,19 @@ class _ServerState:
         audio = dataclasses.replace(
             audio, source=dataclasses.replace(audio.source, path=upload.filename))
         try:
-            result = self.analyzer.process_audio(audio, segments=cfg.segments)
+            from fusion.engine.speakers import parse_speaker_ids
+
+            ids = parse_speaker_ids([v for v in (options.speaker_id or "").split(",")
+                                     if v.strip()]) or None
+            channels = None
+            if cfg.speakers.mode == "channels" and audio.source.channels > 1:
+                from features.audio.load import load_channels
+
+                channels = load_channels(upload.path, max_duration_s=limit_s,
+                                         timeout_s=cfg.audio.decode_timeout_s)
+            result = self.analyzer.process_audio(audio, segments=cfg.segments,
+                                                 speakers=cfg.speakers, channels=channels,
+                                                 speaker_ids=ids)
         except (ParameterError, ConfigError) as exc:
             raise APIError(422, "invalid_option", _scrub_text(str(exc), upload, self)) from None
         except ModelUnavailable as exc:

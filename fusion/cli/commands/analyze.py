@@ -36,6 +36,13 @@ def register(sub: Any) -> None:
                    help="also write the frame contours (F0, intensity, HNR, F1–F3 on a 10-ms "
                         "grid; MultiIndex file, time) as STEM.contours.parquet|csv")
     p.add_argument("-q", "--quiet", action="store_true", help="no tables, only errors")
+    p.add_argument("--speakers", choices=["off", "auto", "channels"], default=None,
+                   help="who is talking: off (one speaker), auto (find the speakers by voice), "
+                        "channels (one speaker per channel); same as --set speakers.mode=")
+    p.add_argument("--num-speakers", type=int, default=None, metavar="N",
+                   help="fix the speaker count (speakers.num_speakers)")
+    p.add_argument("--speaker-id", action="append", default=[], metavar="[LABEL=]ID",
+                   help="name the focus speaker (P01) or one speaker (S2=P01); repeatable")
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -149,6 +156,10 @@ def print_session(result: SessionResult) -> None:
         if info.reason:
             console.print(f"  [yellow]{escape(name)}[/]: {escape(str(info.status))} — "
                           f"{escape(info.reason)}")
+    if len(result.speakers) > 1:
+        who = ", ".join(f"{sp.speaker_id or sp.label} {sp.speech_s:.0f} s"
+                        + (" (focus)" if sp.focus else "") for sp in result.speakers)
+        console.print(f"  speakers: {escape(who)}")
     if result.summary and result.summary.stress and result.summary.depression:
         s, d = result.summary.stress, result.summary.depression
         console.print(f"  session: stress mean {_fmt(s.mean)} (peak {_fmt(s.peak)}), "
@@ -171,11 +182,18 @@ def run(args: argparse.Namespace) -> int:
     if sum(str(f) == STDIN_PATH for f in files) > 1:
         err_console.print("error: `-` (standard input) can be given only once")
         return 2
+    from fusion.engine.speakers import parse_speaker_ids
+
     cfg = config_from_args(args)
     problem = check_out_dir(args.out)
     if problem:
         err_console.print(f"[bold red]error:[/] {escape(problem)}")
         return 2
+    speaker_ids = parse_speaker_ids(args.speaker_id) or None
+    if args.speakers or args.num_speakers is not None:
+        cfg = cfg.with_overrides(
+            {k: v for k, v in (("speakers.mode", args.speakers),
+                               ("speakers.num_speakers", args.num_speakers)) if v is not None})
     if args.embeddings:
         cfg = cfg.with_overrides({"emotion.embeddings": True})
     analyzer = Analyzer(cfg).load()
@@ -183,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
     for path, file_stem in iter_unique_stems(files):
         stem = _stem(path, file_stem)
         try:
-            run_ = analyzer.run_file(path, contours=args.contours is not None)
+            run_ = analyzer.run_file(path, contours=args.contours is not None,
+                                     speaker_ids=speaker_ids)
             result = run_.result
         except AudioError as exc:
             failed += 1

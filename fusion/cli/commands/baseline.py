@@ -7,6 +7,12 @@ markers against that baseline instead of against the session being scored, which
 whole-session shift (a stressful day) visible. Speaker personalisation is the largest known
 gain in speech-based stress recognition (see docs/scores.md).
 
+Given audio files (or analysis JSONs whose speakers carry voiceprints, from
+``--set speakers.voiceprints=true``), the profile also stores the speaker's voiceprint (the
+mean speaker embedding: biometric data), so that a multi-speaker session scored with the
+profile finds that speaker. ``--speaker LABEL`` picks one speaker of multi-speaker sessions
+(default: the only one, else the focus speaker).
+
 With ``--norms`` the same command measures population norms (mean and SD over all segments)
 from a reference corpus of many speakers instead, in the format of
 ``configs/population_norms.json`` (use with ``--set fusion.population_norms=norms.json``).
@@ -32,10 +38,14 @@ def register(sub: Any) -> None:
         "build", help="pool saved analyses of one speaker into a baseline profile JSON",
         description="Pool the segments of saved analysis JSONs (`vocalfusion analyze`) of one "
                     "speaker into a baseline profile (median and 1.4826·MAD per feature).")
-    b.add_argument("sessions", nargs="+", type=Path, metavar="SESSION.json")
+    b.add_argument("sessions", nargs="+", type=Path, metavar="SESSION.json|AUDIO",
+                   help="saved analyses, or audio files (analysed here, with voiceprints)")
     b.add_argument("-o", "--out", type=Path, required=True, metavar="PROFILE.json")
     b.add_argument("--speaker-id", default=None, help="speaker id to record (default: the "
                    "sessions' speaker_id, if they agree)")
+    b.add_argument("--speaker", default=None, metavar="LABEL",
+                   help="the speaker of multi-speaker sessions to pool (a label such as S2, "
+                        "or a speaker_id); default: the only or the focus speaker")
     b.add_argument("--sex", choices=["female", "male"], default=None,
                    help="selects sex-specific population norms when scoring with this profile")
     b.add_argument("--norms", action="store_true",
@@ -56,10 +66,19 @@ def func(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     spec = load_prior() if cfg.fusion.model == "prior" else load_model_file(cfg.fusion.model)
     sessions = []
+    audio = [p for p in args.sessions if p.suffix.lower() != ".json"]
+    analyzer = None
+    if audio and not args.norms:
+        from fusion.engine.analyzer import Analyzer
+
+        analyzer = Analyzer(cfg.with_overrides(["speakers.voiceprints=true"])).load()
     for path in args.sessions:
         if path.suffix.lower() != ".json":
-            raise ParameterError(f"{path}: baseline build reads saved analysis JSON files "
-                                 "(from `vocalfusion analyze`), not audio")
+            if analyzer is None:
+                raise ParameterError(f"{path}: baseline build --norms reads saved analysis "
+                                     "JSON files (from `vocalfusion analyze`), not audio")
+            sessions.append(analyzer.process_file(path))
+            continue
         data = read_json_bytes(path, what="analysis JSON", max_bytes=MAX_RESULT_BYTES)
         try:
             sessions.append(SessionResult.from_json(data))
@@ -73,12 +92,21 @@ def func(args: argparse.Namespace) -> int:
         console.print(f"wrote population norms {args.out}: {len(doc['features'])} features "
                       f"from {len(sessions)} sessions")
         return 0
-    profile = build_profile(sessions, spec.normalisation, speaker_id=args.speaker_id,
+    from fusion.scoring.baseline import one_speaker_sessions
+
+    picked, voiceprint, picked_id = one_speaker_sessions(sessions, args.speaker)
+    profile = build_profile(picked, spec.normalisation, speaker_id=args.speaker_id or picked_id,
                             sex=args.sex, sources=sources)
+    if voiceprint is not None:
+        profile = profile.model_copy(update={"voiceprint": voiceprint})
     save_profile(profile, args.out)
     console.print(f"wrote speaker profile {args.out}: {len(profile.features)} features from "
                   f"{profile.n_segments} segments ({profile.speech_s:.1f} s) in "
                   f"{profile.n_sessions} sessions")
+    if voiceprint is None:
+        console.print("[yellow]note:[/] no voiceprint (the sessions carry none: give audio "
+                      "files, or analyse with --set speakers.voiceprints=true); this profile "
+                      "cannot pick its speaker out of a multi-speaker session")
     if profile.n_segments < 10:
         console.print("[yellow]note:[/] fewer than 10 segments: the baseline is imprecise")
     return 0
