@@ -264,7 +264,7 @@ class LiveSession:
             return []
         if (self._n_in + len(pcm16)) / self.sample_rate > self.max_duration_s:
             raise AudioTooLongError(
-                f"live session: more than {self.max_duration_s:.0f} s of audio "
+                LIVE_SOURCE_PATH, f"more than {self.max_duration_s:.0f} s of audio "
                 "(audio.max_duration_s)")
         self._sha.update(pcm16.astype("<i2", copy=False).tobytes())
         self._n_in += len(pcm16)
@@ -309,7 +309,7 @@ class LiveSession:
             raise ParameterError(f"samples must be int16 or float; got dtype {arr.dtype}")
         y = arr.astype(np.float32, copy=False)
         if not np.all(np.isfinite(y)):
-            raise InvalidSamplesError("live session: samples contain NaN or infinite values")
+            raise InvalidSamplesError(LIVE_SOURCE_PATH, "samples contain NaN or infinite values")
         pcm16 = np.clip(np.round(y * 32767.0), -32768, 32767).astype(np.int16)
         return pcm16, y
 
