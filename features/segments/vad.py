@@ -48,6 +48,8 @@ __all__ = [
     "fixed_segments",
     "segment_audio",
     "clear_vad_cache",
+    "ClosedSegment",
+    "StreamingSegmenter",
 ]
 
 
@@ -399,3 +401,248 @@ def segment_audio(y: np.ndarray, sr: int, config: SegmentsConfig | None = None,
     regions_s = [(a / sr, b / sr) for a, b in regions]
     return postprocess_regions(regions_s, y, sr, merge_gap_s=cfg.merge_gap_s,
                                min_segment_s=cfg.min_segment_s, max_segment_s=cfg.max_segment_s)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming segmentation (live analysis)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClosedSegment:
+    """A segment closed by :class:`StreamingSegmenter`, with its audio.
+
+    Attributes
+    ----------
+    segment : Segment
+        ``[start_s, end_s)`` in stream time (seconds since the first sample).
+    audio : np.ndarray
+        The segment's 16 kHz float32 samples.
+    context : np.ndarray
+        Up to ``context_s`` seconds of the audio just before the segment (acoustic context).
+    """
+
+    segment: Segment
+    audio: np.ndarray
+    context: np.ndarray
+
+
+class StreamingSegmenter:
+    """Silero VAD over a growing 16 kHz signal: segments close as the speaker pauses.
+
+    The rules of :func:`segment_audio` applied online: Silero's hysteresis (a region starts at
+    ``vad_threshold``, ends after ``min_silence_ms`` below ``vad_threshold - 0.15``; regions
+    shorter than ``min_speech_ms`` are dropped), regions closer than ``merge_gap_s`` are merged
+    (so a segment closes ``max(min_silence_ms, merge_gap_s)`` after the last speech),
+    ``speech_pad_ms`` of padding, a region reaching ``max_segment_s`` is cut at its quietest
+    point, and a closed fragment shorter than ``min_segment_s`` waits for the next region
+    within ``max(merge_gap_s, min_segment_s)`` (joined) or is dropped. A closed segment is
+    final. Memory is bounded: only the open region (≤ ``max_segment_s``) and ``context_s`` of
+    audio before it are kept; the recurrent VAD state is carried from frame to frame.
+
+    Parameters
+    ----------
+    config : SegmentsConfig
+        Only ``policy = "vad"`` is streamed.
+    vad : SileroVAD, optional
+        A loaded model (shared across streams; every stream keeps its own state).
+    context_s : float
+        Audio kept before each segment for :attr:`ClosedSegment.context`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> seg = StreamingSegmenter(SegmentsConfig())                  # doctest: +SKIP
+    >>> closed = seg.push(np.zeros(16000, dtype=np.float32))        # doctest: +SKIP
+    >>> closed += seg.flush()                                        # doctest: +SKIP
+    """
+
+    SR = 16_000
+
+    def __init__(self, config: SegmentsConfig | None = None, *, vad: SileroVAD | None = None,
+                 context_s: float = 1.5) -> None:
+        cfg = config or SegmentsConfig()
+        if cfg.policy != "vad":
+            raise ParameterError(
+                f"live segmentation needs segments.policy = 'vad'; got {cfg.policy!r}")
+        if context_s < 0:
+            raise ParameterError(f"context_s must be >= 0; got {context_s}")
+        self.config = cfg
+        self.vad = (vad or SileroVAD()).load()
+        sr = self.SR
+        self._thr = cfg.vad_threshold
+        self._neg = max(cfg.vad_threshold - 0.15, 0.01)
+        self._min_speech = sr * cfg.min_speech_ms / 1000
+        self._min_silence = sr * cfg.min_silence_ms / 1000
+        self._pad = int(sr * cfg.speech_pad_ms / 1000)
+        self._merge_gap = int(sr * cfg.merge_gap_s)
+        self._min_seg = int(sr * cfg.min_segment_s)
+        self._max_seg = int(sr * cfg.max_segment_s)
+        self._reach = int(sr * max(cfg.merge_gap_s, cfg.min_segment_s))
+        self._context = int(sr * context_s)
+        # model state
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._ctx = np.zeros(_CONTEXT, dtype=np.float32)
+        self._sr_arr = np.array(sr, dtype=np.int64)
+        # audio: buf[0] is absolute sample buf_start; frames are processed from n_framed
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._buf_start = 0
+        self._n_framed = 0
+        # hysteresis (absolute samples)
+        self._triggered = False
+        self._raw_start = 0
+        self._temp_end = 0
+        # the open group of merged regions: start, end of its last finished raw region
+        self._g_start: int | None = None
+        self._g_end: int | None = None
+        self._g_prev_end: int | None = None
+        # a closed fragment shorter than min_segment_s waiting for a neighbour
+        self._short: tuple[int, int] | None = None
+        self._emitted_end = 0
+
+    @property
+    def received_samples(self) -> int:
+        """Samples pushed so far."""
+        return self._buf_start + len(self._buf)
+
+    @property
+    def buffered_samples(self) -> int:
+        """Samples held now (bounded by ``max_segment_s`` + reach + ``context_s``)."""
+        return len(self._buf)
+
+    def push(self, y: np.ndarray) -> list[ClosedSegment]:
+        """Add 16 kHz float samples; return the segments this closed (in order)."""
+        y = np.asarray(y, dtype=np.float32).reshape(-1)
+        if len(y):
+            self._buf = np.concatenate([self._buf, y])
+        out: list[ClosedSegment] = []
+        end = self.received_samples
+        while self._n_framed + _FRAME <= end:
+            pos = self._n_framed
+            frame = self._slice(pos, pos + _FRAME)
+            x = np.concatenate([self._ctx, frame])[None, :]
+            assert self.vad._session is not None
+            prob, self._state = self.vad._session.run(
+                None, {"input": x, "state": self._state, "sr": self._sr_arr})
+            self._ctx = frame[-_CONTEXT:].copy()
+            self._n_framed += _FRAME
+            self._step(float(np.asarray(prob).reshape(-1)[0]), pos, out)
+        self._trim()
+        return out
+
+    def flush(self) -> list[ClosedSegment]:
+        """End of stream: close the open region (the trailing partial frame is not scored)."""
+        out: list[ClosedSegment] = []
+        n = self.received_samples
+        if self._triggered:
+            if n - self._raw_start > self._min_speech:
+                self._raw_end(n)
+            else:
+                self._raw_drop()
+            self._triggered = False
+        if self._g_start is not None and self._g_end is not None:
+            self._close_group(out, final=True)
+        self._g_start = self._g_end = None
+        return out
+
+    # ---------------------------------------------------------------- internals
+    def _slice(self, a: int, b: int) -> np.ndarray:
+        a = max(a, self._buf_start)
+        return self._buf[a - self._buf_start:max(a, b) - self._buf_start]
+
+    def _step(self, p: float, pos: int, out: list[ClosedSegment]) -> None:
+        if p >= self._thr and self._temp_end:
+            self._temp_end = 0
+        if p >= self._thr and not self._triggered:
+            self._triggered = True
+            self._raw_start = pos
+            self._open(pos, out)
+        elif p < self._neg and self._triggered:
+            if not self._temp_end:
+                self._temp_end = pos
+            if pos - self._temp_end >= self._min_silence:
+                if self._temp_end - self._raw_start > self._min_speech:
+                    self._raw_end(self._temp_end)
+                else:
+                    self._raw_drop()
+                self._triggered = False
+                self._temp_end = 0
+        # a group whose last region ended more than merge_gap ago closes
+        if (not self._triggered and self._g_start is not None and self._g_end is not None
+                and pos - self._g_end - 2 * self._pad > self._merge_gap):
+            self._close_group(out)
+        if (not self._triggered and self._short is not None
+                and pos - self._short[1] > self._reach):
+            self._short = None  # an isolated short burst (cough, click) is dropped
+        # a group reaching max_segment_s is cut at its quietest point
+        if self._g_start is not None:
+            start = max(0, self._g_start - self._pad)
+            if pos + _FRAME - start >= self._max_seg:
+                self._cut(start, out)
+
+    def _open(self, pos: int, out: list[ClosedSegment]) -> None:
+        if self._g_start is not None and self._g_end is not None:
+            if pos - self._g_end - 2 * self._pad <= self._merge_gap:
+                self._g_prev_end, self._g_end = self._g_end, None  # merged
+                return
+            self._close_group(out)
+        self._g_start, self._g_end, self._g_prev_end = pos, None, None
+        if self._short is not None and pos - self._short[1] <= self._reach:
+            self._g_start = self._short[0] + self._pad  # the short fragment joins
+        self._short = None
+
+    def _raw_end(self, end: int) -> None:
+        self._g_end = end
+
+    def _raw_drop(self) -> None:
+        if self._g_prev_end is None:
+            self._g_start = self._g_end = None  # the group was this too-short burst only
+        else:
+            self._g_end, self._g_prev_end = self._g_prev_end, None
+
+    def _cut(self, start: int, out: list[ClosedSegment]) -> None:
+        sr = self.SR
+        lo = start + max(self._min_seg, self._max_seg // 4)
+        hi = start + self._max_seg
+        region = self._slice(start, hi)
+        cut_s = _quietest_point(region, sr, (lo - start) / sr, (hi - start) / sr)
+        cut = start + int(round(cut_s * sr))
+        self._emit(start, cut, out)
+        self._g_start = cut + self._pad  # the next segment starts at the cut
+        if self._g_end is not None and self._g_end <= cut:
+            self._g_start = self._g_end = None
+
+    def _close_group(self, out: list[ClosedSegment], *, final: bool = False) -> None:
+        assert self._g_start is not None and self._g_end is not None
+        a = max(0, self._g_start - self._pad, self._emitted_end)
+        b = min(self.received_samples, self._g_end + self._pad)
+        self._g_start = self._g_end = self._g_prev_end = None
+        if b - a >= self._min_seg:
+            self._emit(a, b, out)
+        elif not final:
+            self._short = (a, b)
+
+    def _emit(self, a: int, b: int, out: list[ClosedSegment]) -> None:
+        a = max(a, self._emitted_end)
+        if b <= a:
+            return
+        sr = self.SR
+        seg = Segment(round(a / sr, 3), round(b / sr, 3))
+        out.append(ClosedSegment(segment=seg, audio=self._slice(a, b).copy(),
+                                 context=self._slice(a - self._context, a).copy()))
+        self._emitted_end = b
+
+    def _trim(self) -> None:
+        """Drop audio no open region, waiting fragment or context can need."""
+        keep_from = self._n_framed - _FRAME
+        if self._g_start is not None:
+            keep_from = min(keep_from, self._g_start - self._pad)
+        if self._triggered:
+            keep_from = min(keep_from, self._raw_start - self._pad)
+        if self._short is not None:
+            keep_from = min(keep_from, self._short[0])
+        keep_from -= self._context
+        drop = keep_from - self._buf_start
+        if drop > 0:
+            self._buf = self._buf[drop:].copy()
+            self._buf_start += drop

@@ -17,7 +17,7 @@ from features.errors import VocalfusionError
 __all__ = ["main", "build_parser"]
 
 #: allow-list of sub-command modules (each has ``register(subparsers)``)
-_COMMANDS = ("analyze", "report", "batch", "calibrate", "baseline", "serve", "models")
+_COMMANDS = ("analyze", "report", "batch", "calibrate", "baseline", "serve", "models", "live")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -487,6 +487,15 @@ class Analyzer:
         out.elapsed_s = round(time.perf_counter() - t0, 4)
         return out
 
+    def stream(self, *, sample_rate: int, speaker_id: str | None = None,
+               num_speakers: int | None = None, speakers_mode: str = "off") -> Any:
+        """A :class:`fusion.engine.live.LiveSession`: ``feed(samples)`` → closed segments,
+        ``close()`` → the SessionResult (see :mod:`fusion.engine.live`)."""
+        from fusion.engine.live import LiveSession
+
+        return LiveSession(self.load(), sample_rate=sample_rate, speaker_id=speaker_id,
+                           num_speakers=num_speakers, speakers_mode=speakers_mode)
+
     # ------------------------------------------------------------------ many files
     def process_files(self, paths: Iterable[str | os.PathLike[str]]) -> Any:
         """Analyse many files in this process; one segment table (``MultiIndex(file, start,

@@ -829,6 +829,9 @@ def create_app(config: Config | None = None, *, settings: ServerSettings | None 
         return Response(status_code=204)
 
     app.include_router(v1)
+    from fusion.server.live_ws import install_live
+
+    install_live(app, settings)  # /v1/stream (WebSocket) and /live (docs/live.md)
     return app
 
 
