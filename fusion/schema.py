@@ -286,9 +286,9 @@ class SessionResult(BaseModel):
         DataFrame
             Indexed by ``MultiIndex(file, time)`` (``time``: Timedelta from the start of the
             file, multiples of 10 ms, inside the segments); columns ``segment`` (the segment's
-            index), ``speaker`` (only when the segments have speakers), then ``f0_hz``,
-            ``intensity_db``, ``hnr_db``, ``f1_hz``, ``f2_hz``, ``f3_hz`` (float32, NaN where
-            undefined). Methods in ``docs/measures.md``.
+            index), ``speaker`` (only when the speaker stage ran: ``speakers.mode`` not
+            ``"off"``), then ``f0_hz``, ``intensity_db``, ``hnr_db``, ``f1_hz``, ``f2_hz``,
+            ``f3_hz`` (float32, NaN where undefined). Methods in ``docs/measures.md``.
 
         Raises
         ------
@@ -315,7 +315,9 @@ class SessionResult(BaseModel):
             names=["file", "time"])
         data: dict[str, Any] = {"segment": c.segment}
         speakers = [getattr(seg, "speaker", None) for seg in self.segments]
-        if any(sp is not None for sp in speakers):
+        cfg_speakers = self.config.get("speakers") if isinstance(self.config, dict) else None
+        mode = cfg_speakers.get("mode", "off") if isinstance(cfg_speakers, dict) else "off"
+        if mode != "off" and any(sp is not None for sp in speakers):
             labels = sorted({str(sp) for sp in speakers if sp is not None})
             code = {lab: i for i, lab in enumerate(labels)}
             seg_codes = np.array([code[str(sp)] if sp is not None else -1 for sp in speakers],

@@ -121,3 +121,23 @@ def test_cli_writes_the_contours_table(tmp_path: Path, jfk_path: Path,
     assert df.shape == expected.shape
     np.testing.assert_allclose(df["f0_hz"].to_numpy(), expected["f0_hz"].to_numpy(),
                                equal_nan=True)
+
+
+def test_contours_carry_the_speaker_when_the_speaker_stage_ran(jfk_path: Path) -> None:
+    """A stereo call made from the real JFK speech (its first half on the left channel, then
+    its second half on the right): with ``speakers.mode = "channels"`` every contour frame
+    names the speaker of its segment, and both channels' speakers are there."""
+    import fusion
+    from features.audio.load import load_audio
+
+    y = load_audio(str(jfk_path)).y
+    half = len(y) // 2
+    left = np.concatenate([y[:half], np.zeros(len(y) - half)])
+    right = np.concatenate([np.zeros(half), y[half:]])
+    result = fusion.analyze(np.stack([left, right], axis=1), sr=SR, contours=True,
+                            overrides={**PROSODY_ONLY, "speakers.mode": "channels"})
+    df = result.contours()
+    assert list(df.columns) == ["segment", "speaker", *CONTOUR_COLUMNS]
+    seg_speaker = {i: seg.speaker for i, seg in enumerate(result.segments)}
+    assert len(set(seg_speaker.values())) == 2
+    assert (df["speaker"].astype(str) == df["segment"].map(seg_speaker)).all()

@@ -180,7 +180,7 @@ def test_builtin_declarations_match_the_registry() -> None:
     assert stream_fields == list(BUILTIN_STREAMS)
     sections = tomllib.loads(default_config_path().read_text())
     assert [s for s in sections if s not in ("audio", "segments", "speakers", "fusion",
-                                                  "runtime")] == \
+                                                  "runtime", "privacy")] == \
         list(BUILTIN_STREAMS)
     assert stream_spec("sentiment").requires == ("transcript",)
 

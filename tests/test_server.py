@@ -210,7 +210,8 @@ def test_health_ready_models(client: TestClient) -> None:
     r = client.get("/v1/models")
     assert r.status_code == 200
     body = r.json()
-    assert list(body["streams"]) == ["prosody", "emotion", "transcript", "sentiment"]
+    assert list(body["streams"]) == ["prosody", "emotion", "transcript", "sentiment",
+                                    "egemaps"]
     assert body["streams"]["prosody"]["status"] == "ok"
     assert body["streams"]["prosody"]["provenance"]["backend"]
     for name in ("emotion", "transcript", "sentiment"):
