@@ -84,7 +84,12 @@ def test_live_session_is_chunk_size_invariant_and_final(analyzer: Analyzer) -> N
     assert a.source.sha256 == b.source.sha256 and a.source.format == "pcm_s16le"
     infos = [live.segment_info(i) for i in range(len(b.segments))]
     assert [i.warmup for i in infos] == [True, True, False]
-    assert [i.reference for i in infos] == ["population", "population", "session"]
+    # the fuser's own account (scores.stress.reference): one segment has no session baseline;
+    # two have the session median (population SD as the scale)
+    assert [i.reference for i in infos] == ["population", "session", "session"]
+    assert [s.scores.stress.reference for s in b.segments if s.scores] == \
+        [i.reference for i in infos]
+    assert {s.speaker for s in b.segments} == {"S1"}
 
 
 def test_live_session_bounded_over_a_long_stream(analyzer: Analyzer) -> None:

@@ -16,13 +16,13 @@ is final. Its scores use what was known then:
   ``"profile"``;
 * else the same speaker's earlier segments of this session and the segment itself — reference
   ``"session"``, ``warmup`` while fewer than the model's ``normalisation.min_segments``
-  segments exist (then only population z-scores carry evidence, as in a short file);
+  segments exist (the first segment rests on population values only, the second on the
+  session median with the population SD as its scale, as in a short file);
 * the population z-scores always contribute, as in a file analysis.
 
-``reference`` and ``warmup`` (and the online speaker label) are reported per segment by
-:meth:`LiveSession.segment_info`; the WebSocket endpoint sends them beside the segment. The
-session schema has no field for them yet: when ``scores.stress.reference`` lands in
-:mod:`fusion.schema`, the live session fills it from the same values.
+Each segment carries its speaker label (``speaker``) and the fuser's own account of its
+reference (``scores.stress.reference``, as in a file analysis); :meth:`LiveSession.segment_info`
+repeats them with ``warmup``, and the WebSocket endpoint sends them beside the segment.
 
 Examples
 --------
@@ -335,10 +335,11 @@ class LiveSession:
             if name in self._segment_model.model_fields and r is not None:
                 row[name] = _shift(r.model_dump(mode="json") if hasattr(r, "model_dump") else r,
                                    seg.start_s - ctx_s)
-        result = self._segment_model.model_validate(
-            {"index": len(self._results), "start_s": seg.start_s, "end_s": seg.end_s, **row})
         speaker = self._speakers.assign(closed.audio) if self._speakers is not None \
             else (self.speaker_id or "S1")
+        result = self._segment_model.model_validate(
+            {"index": len(self._results), "start_s": seg.start_s, "end_s": seg.end_s,
+             "speaker": speaker, **row})
         result, reference, warmup = self._score(result, speaker)
         info = LiveSegmentInfo(speaker=speaker, reference=reference, warmup=warmup,
                                processing_s=time.perf_counter() - t0)
@@ -361,9 +362,12 @@ class LiveSession:
         hist.append(seg)
         spec = fuser.spec_
         assert spec is not None
+        warm = fuser.profile_ is None and len(window) < spec.normalisation.min_segments
+        stated = out.scores.stress.reference if out.scores is not None else None
+        if stated is not None:  # the fuser's own account (scores.stress.reference)
+            return out, stated, warm
         if fuser.profile_ is not None:
             return out, "profile", False
-        warm = len(window) < spec.normalisation.min_segments
         return out, ("population" if warm else "session"), warm
 
     def _infos_for_fusion(self) -> dict[str, StreamInfo]:
