@@ -226,3 +226,28 @@ def test_engine_runs_measures_backend_on_real_speech(jfk_path: Path) -> None:
     prov = res.streams["emotion"].provenance
     assert prov is not None and prov.backend == "measures-head"
     assert prov.revision == f"sha256:{MeasuresHead.load().sha256}"
+
+
+def test_shipped_head_reads_the_prosody_stream_in_its_own_orientation(jfk_path: Path) -> None:
+    """The head was fitted on the prosody stream's measures; if a measure's definition flips
+    sign (as ``alpha_ratio_db`` did for openSMILE's orientation), the head must be refitted or
+    reparametrised. Guard: on real speech (jfk.flac), every measure whose training mean is
+    clearly off zero (|center| > 2 SD) lies nearer that mean than its negative does."""
+    from features.prosody.stream import measure_segment
+    from features.segments.vad import SegmentsConfig, segment_audio
+
+    audio = load_audio(str(jfk_path))
+    segs = segment_audio(audio.y, 16_000, SegmentsConfig())
+    rows = [measure_segment(audio.y[int(s.start_s * 16_000):int(s.end_s * 16_000)], 16_000)
+            for s in segs]
+    var = MeasuresHead.load().spec.variants["raw"]
+    checked = []
+    for j, name in enumerate(var.features):
+        center, scale = var.center[j], var.scale[j]
+        vals = [getattr(r, name) for r in rows if getattr(r, name) is not None]
+        if abs(center) <= 2 * scale or not vals:
+            continue
+        med = float(np.median(vals))
+        assert abs(med - center) < abs(-med - center), (name, med, center)
+        checked.append(name)
+    assert "alpha_ratio_db" in checked
