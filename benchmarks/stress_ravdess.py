@@ -12,12 +12,20 @@ actor's angry and fearful clips (positive) against the held-out neutral and calm
   variant, its reference the same profile clips — the engine passes the numbers in), so the
   prior's ``emotion_fearful``, ``emotion_angry`` and ``emotion_arousal`` terms get evidence.
 
+Between speakers (no profile): each held-out clip fused alone, as a user analyses one clip
+with no speaker profile: a clip with one segment is scored against population reference values
+(``scores.stress.reference = "population"``), one with more against its own segments. The AUC
+is pooled over all actors (each clip's mean stress, angry + fearful against neutral + calm).
+
 Input: the cached per-segment measures of ``benchmarks/emotion_features.py`` (analysed with
 ``audio.min_speech_s = 0.5``). Run::
 
     python benchmarks/stress_ravdess.py benchmarks/results/ravdess_features.parquet
 
-Prints the per-actor Markdown table of ``docs/scores.md`` and the means.
+Measures cached before ``alpha_ratio_db`` took openSMILE's orientation (positive for speech)
+are read with ``--alpha-orientation legacy`` (the column is negated: an exact conversion).
+Prints the per-actor Markdown table of ``docs/scores.md``, the means and the between-speaker
+figures.
 """
 
 from __future__ import annotations
@@ -113,6 +121,30 @@ def actor_aucs(df: pd.DataFrame, head: MeasuresHead, fuser: Fuser) -> dict[str, 
                 pooled.append((cond, side, float(np.mean(vals)), speech_s))
         out[cond] = _auc(scores["pos"], scores["neg"])
         out["n_pos"], out["n_neg"] = len(scores["pos"]), len(scores["neg"])
+    # between speakers: no profile, no speaker reference for the emotion head
+    fuser.profile_ = None
+    between: list[tuple[str, str, float, str]] = []
+    out["between"] = between
+    for cond in ("prosody", "prosody+emotion"):
+        for _path, clip in df[~df["path"].isin(prof_paths)].groupby("path"):
+            emo_label = clip["emotion"].iloc[0]
+            side = ("pos" if emo_label in POSITIVE else "neg" if emo_label in NEGATIVE
+                    else None)
+            if side is None:
+                continue
+            clip_segs = []
+            for i, (_, r) in enumerate(clip.iterrows()):
+                pro = _prosody(r)
+                emo = _emotion(head, pro, None) if cond == "prosody+emotion" else None
+                clip_segs.append(SegmentResult(index=i, start_s=float(r["start_s"]),
+                                               end_s=float(r["end_s"]), prosody=pro,
+                                               emotion=emo))
+            fused, _ = fuser.fuse(clip_segs)
+            scored = [s.scores.stress for s in fused
+                      if s.scores is not None and s.scores.stress.value is not None]
+            if scored:
+                between.append((cond, side, float(np.mean([d.value for d in scored])),
+                                str(scored[0].reference)))
     return out
 
 
@@ -121,9 +153,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("features", nargs="?",
                     default="benchmarks/results/ravdess_features.parquet")
     ap.add_argument("--head", default=None, help="measures head JSON (default: shipped)")
+    ap.add_argument("--alpha-orientation", choices=["opensmile", "legacy"], default="opensmile",
+                    help="legacy: the features were cached when alpha_ratio_db had the "
+                         "opposite sign (negate it on reading)")
     args = ap.parse_args(argv)
     df = pd.read_parquet(args.features)
     df = df[df["status"] == "ok"]
+    if args.alpha_orientation == "legacy":
+        df = df.assign(alpha_ratio_db=-df["alpha_ratio_db"])
     head = MeasuresHead.load(args.head)
     fuser = Fuser().load()
     rows = [actor_aucs(g, head, fuser) for _, g in df.groupby("speaker")]
@@ -155,6 +192,18 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{cell[1][2]:.3f} |")
     print(f"\nmedian {np.median(a):.3f} vs {np.median(b):.3f}; emotion raised the AUC for "
           f"{int((b > a).sum())} actors, lowered it for {int((b < a).sum())}")
+    between = pd.DataFrame([p for r in rows for p in r["between"]],
+                           columns=["cond", "side", "stress", "reference"])
+    print("\nBetween speakers (no profile; each held-out clip fused alone), pooled over "
+          f"{len(rows)} actors:\n")
+    print("| condition | clips (pos / neg) | reference population / session | AUC |")
+    print("|---|---|---|---|")
+    for cond in ("prosody", "prosody+emotion"):
+        g = between[between["cond"] == cond]
+        pos, neg = g[g["side"] == "pos"]["stress"], g[g["side"] == "neg"]["stress"]
+        n_pop = int((g["reference"] == "population").sum())
+        print(f"| {cond} | {len(pos)} / {len(neg)} | {n_pop} / {len(g) - n_pop} | "
+              f"{_auc(pos, neg):.3f} |")
     return 0
 
 

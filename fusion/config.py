@@ -108,7 +108,8 @@ class AudioConfig(BaseModel):
     max_duration_s: float = Field(4 * 3600.0, gt=0, description="longer files are refused")
     decode_timeout_s: float = Field(120.0, gt=0, description="hard limit for ffmpeg decoding")
     min_speech_s: float = Field(
-        2.0, ge=0, description="less detected speech → status 'insufficient speech', no scores")
+        1.0, ge=0, description="less detected speech → status 'insufficient speech', no scores "
+        "(floor justified in docs/scores.md, 'Short utterances')")
 
 
 class FusionConfig(BaseModel):
