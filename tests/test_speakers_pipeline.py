@@ -204,6 +204,13 @@ def test_report_shows_speakers(auto_result: SessionResult, tmp_path: Path) -> No
 
     html = render_session(auto_result)
     assert "speaker-card" in html and "S1" in html and "S2" in html
+    # the header's detected speech is the whole recording's, not the focus speaker's share
+    import re
+
+    total = sum(seg.duration_s for seg in auto_result.segments)
+    assert auto_result.summary is not None and auto_result.summary.speech_s < total - 1.0
+    header = re.search(r"<dt>Detected speech</dt><dd>([0-9.]+) s", html)
+    assert header is not None and float(header.group(1)) == round(total, 1)
 
 
 # ------------------------------------------------------------------ bad input

@@ -265,7 +265,10 @@ def _file_name(path: str) -> str:
 
 def _meta(r: SessionResult) -> dict[str, Any]:
     s = r.summary
-    speech_s = s.speech_s if s else sum(seg.duration_s for seg in r.segments)
+    # the whole recording's detected speech: with speakers, the summary holds the focus
+    # speaker's share only
+    speech_s = float(sum(seg.duration_s for seg in r.segments)) if r.segments else \
+        (s.speech_s if s else 0.0)
     return {
         "file_name": _file_name(r.source.path),
         "path": r.source.path,
