@@ -173,8 +173,8 @@ class Config(BaseModel):
     transcript: TranscriptConfig = Field(default_factory=TranscriptConfig)
     sentiment: SentimentConfig = Field(default_factory=SentimentConfig)
     egemaps: EgemapsConfig = Field(default_factory=EgemapsConfig)
-    # off by default: diarization adds +10-20 % on a 10-min file, at or above the +15 % budget
-    # (docs/speakers.md)
+    # off by default: diarization adds about 4 % on a 10-min file, beyond what the default
+    # pipeline's time budget has left (docs/speakers.md)
     speakers: SpeakersConfig = Field(default_factory=lambda: SpeakersConfig(mode="off"))
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
