@@ -127,6 +127,10 @@ class ScoreDetail(BaseModel):
         None, description="the baseline carrying most of the speaker-relative weight")
     feature_references: dict[str, Reference] = Field(
         default_factory=dict, description="baseline of each speaker-relative feature")
+    warmup: bool = Field(
+        False, description="live sessions: scored while the speaker had fewer than the "
+        "model's normalisation.min_segments segments (the baseline was still forming); "
+        "always false in file analyses, which score every segment with all of them")
 
 
 class SegmentScores(BaseModel):

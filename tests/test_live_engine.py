@@ -90,6 +90,7 @@ def test_live_session_is_chunk_size_invariant_and_final(analyzer: Analyzer) -> N
     assert [s.scores.stress.reference for s in b.segments if s.scores] == \
         [i.reference for i in infos]
     assert {s.speaker for s in b.segments} == {"S1"}
+    assert [s.scores.stress.warmup for s in b.segments if s.scores] == [True, True, False]
 
 
 def test_live_session_bounded_over_a_long_stream(analyzer: Analyzer) -> None:

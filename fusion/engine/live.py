@@ -363,6 +363,10 @@ class LiveSession:
         spec = fuser.spec_
         assert spec is not None
         warm = fuser.profile_ is None and len(window) < spec.normalisation.min_segments
+        if warm and out.scores is not None:
+            out = out.model_copy(update={"scores": out.scores.model_copy(update={
+                "stress": out.scores.stress.model_copy(update={"warmup": True}),
+                "depression": out.scores.depression.model_copy(update={"warmup": True})})})
         stated = out.scores.stress.reference if out.scores is not None else None
         if stated is not None:  # the fuser's own account (scores.stress.reference)
             return out, stated, warm
