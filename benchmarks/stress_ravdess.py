@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from fusion.scoring.fuser import Fuser  # noqa: E402
 
 POSITIVE = ("angry", "fearful")
 NEGATIVE = ("neutral", "calm")
+CONDITIONS = ("prosody", "prosody+emotion")
 _PROSODY_FIELDS = [k for k in ProsodyMeasures.model_fields if k != "missing"]
 _INT_FIELDS = {"syllable_count", "pause_count"}
 
@@ -82,6 +83,31 @@ def _auc(pos: Sequence[float], neg: Sequence[float]) -> float:
     return float(((a > b).sum() + 0.5 * (a == b).sum()) / (a.size * b.size))
 
 
+def _segments(d: pd.DataFrame, head: MeasuresHead, ref: SpeakerReference | None,
+              with_emotion: bool) -> list[SegmentResult]:
+    """The cached rows of one clip (or of the profile clips) as segments; with the emotion
+    head's output (``ref``: its speaker reference, or None for the raw variant) if asked."""
+    res = []
+    for i, (_, r) in enumerate(d.iterrows()):
+        pro = _prosody(r)
+        emo = _emotion(head, pro, ref) if with_emotion else None
+        res.append(SegmentResult(index=i, start_s=float(r["start_s"]),
+                                 end_s=float(r["end_s"]), prosody=pro, emotion=emo))
+    return res
+
+
+def _held_out_clips(df: pd.DataFrame,
+                    prof_paths: set[str]) -> Iterator[tuple[str, pd.DataFrame]]:
+    """``(side, clip)`` of each clip not in the profile: ``pos`` angry/fearful, ``neg``
+    neutral/calm; other emotions are left out."""
+    for _path, clip in df[~df["path"].isin(prof_paths)].groupby("path"):
+        emo_label = clip["emotion"].iloc[0]
+        if emo_label in POSITIVE:
+            yield "pos", clip
+        elif emo_label in NEGATIVE:
+            yield "neg", clip
+
+
 def actor_aucs(df: pd.DataFrame, head: MeasuresHead, fuser: Fuser) -> dict[str, Any]:
     """AUCs of one actor's clips without and with the emotion evidence."""
     prof_paths: set[str] = set()
@@ -94,25 +120,13 @@ def actor_aucs(df: pd.DataFrame, head: MeasuresHead, fuser: Fuser) -> dict[str, 
     settings = fuser._require().normalisation
     pooled: list[tuple[str, str, float, float]] = []
     out["pooled"] = pooled
-    for cond in ("prosody", "prosody+emotion"):
-        def segs(d: pd.DataFrame, cond: str = cond) -> list[SegmentResult]:
-            res = []
-            for i, (_, r) in enumerate(d.iterrows()):
-                pro = _prosody(r)
-                emo = _emotion(head, pro, ref) if cond == "prosody+emotion" else None
-                res.append(SegmentResult(index=i, start_s=float(r["start_s"]),
-                                         end_s=float(r["end_s"]), prosody=pro, emotion=emo))
-            return res
-
-        fuser.profile_ = profile_from_segments(segs(prof), settings)
+    for cond in CONDITIONS:
+        with_emotion = cond == "prosody+emotion"
+        fuser.profile_ = profile_from_segments(_segments(prof, head, ref, with_emotion),
+                                               settings)
         scores: dict[str, list[float]] = {"pos": [], "neg": []}
-        for _path, clip in df[~df["path"].isin(prof_paths)].groupby("path"):
-            emo_label = clip["emotion"].iloc[0]
-            side = ("pos" if emo_label in POSITIVE else "neg" if emo_label in NEGATIVE
-                    else None)
-            if side is None:
-                continue
-            fused, _ = fuser.fuse(segs(clip))
+        for side, clip in _held_out_clips(df, prof_paths):
+            fused, _ = fuser.fuse(_segments(clip, head, ref, with_emotion))
             vals = [s.scores.stress.value for s in fused
                     if s.scores is not None and s.scores.stress.value is not None]
             if vals:
@@ -125,21 +139,9 @@ def actor_aucs(df: pd.DataFrame, head: MeasuresHead, fuser: Fuser) -> dict[str, 
     fuser.profile_ = None
     between: list[tuple[str, str, float, str]] = []
     out["between"] = between
-    for cond in ("prosody", "prosody+emotion"):
-        for _path, clip in df[~df["path"].isin(prof_paths)].groupby("path"):
-            emo_label = clip["emotion"].iloc[0]
-            side = ("pos" if emo_label in POSITIVE else "neg" if emo_label in NEGATIVE
-                    else None)
-            if side is None:
-                continue
-            clip_segs = []
-            for i, (_, r) in enumerate(clip.iterrows()):
-                pro = _prosody(r)
-                emo = _emotion(head, pro, None) if cond == "prosody+emotion" else None
-                clip_segs.append(SegmentResult(index=i, start_s=float(r["start_s"]),
-                                               end_s=float(r["end_s"]), prosody=pro,
-                                               emotion=emo))
-            fused, _ = fuser.fuse(clip_segs)
+    for cond in CONDITIONS:
+        for side, clip in _held_out_clips(df, prof_paths):
+            fused, _ = fuser.fuse(_segments(clip, head, None, cond == "prosody+emotion"))
             scored = [s.scores.stress for s in fused
                       if s.scores is not None and s.scores.stress.value is not None]
             if scored:
@@ -182,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---|---|---|---|")
     for lo, hi in ((0.0, 1.5), (1.5, 2.0), (2.0, 99.0)):
         cell = []
-        for cond in ("prosody", "prosody+emotion"):
+        for cond in CONDITIONS:
             g = pooled[(pooled["cond"] == cond) & (pooled["speech_s"] >= lo)
                        & (pooled["speech_s"] < hi)]
             pos, neg = g[g["side"] == "pos"]["stress"], g[g["side"] == "neg"]["stress"]
@@ -198,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{len(rows)} actors:\n")
     print("| condition | clips (pos / neg) | reference population / session | AUC |")
     print("|---|---|---|---|")
-    for cond in ("prosody", "prosody+emotion"):
+    for cond in CONDITIONS:
         g = between[between["cond"] == cond]
         pos, neg = g[g["side"] == "pos"]["stress"], g[g["side"] == "neg"]["stress"]
         n_pop = int((g["reference"] == "population").sum())
