@@ -25,6 +25,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from _net import wait_until
 from fastapi.testclient import TestClient
 
 from fusion.config import load_config
@@ -77,15 +78,6 @@ def multipart(parts: Iterable[tuple[bytes, bytes | None, bytes]],
 
 def tree(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
-def wait_until(pred, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 def assert_envelope(resp: httpx.Response | dict, code: str | None = None) -> dict:

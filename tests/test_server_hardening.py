@@ -26,6 +26,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from _net import free_port, wait_until
 
 from fusion.config import load_config
 from fusion.server.app import ServerSettings, create_app, uvicorn_config
@@ -46,21 +47,6 @@ def tone_wav(freq_hz: float = 180.0, duration_s: float = 0.5) -> bytes:
     sf.write(buf, (0.3 * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32), SR,
              format="WAV", subtype="PCM_16")
     return buf.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(pred: Any, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return bool(pred())
 
 
 @dataclass
