@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from features.audio.load import Audio, audio_from_signal, load_audio, load_channels
+from features.audio.load import (
+    Audio,
+    audio_from_signal,
+    channel_axis,
+    load_audio,
+    load_channels,
+)
 from features.errors import ModelUnavailable, ParameterError
 from features.registry import stream_names, stream_spec, stream_specs
 from features.segments.vad import Segment, SegmentsConfig, SileroVAD, segment_audio
@@ -249,7 +255,7 @@ class Analyzer:
         channels = None
         arr = np.asarray(y)
         if self.config_.speakers.mode == "channels" and arr.ndim == 2:
-            if arr.shape[0] < arr.shape[1]:
+            if channel_axis(arr.shape, name=name) == 0:
                 arr = arr.T  # (channels, n) as librosa gives it
             if arr.shape[1] > 1:
                 cols = [audio_from_signal(np.ascontiguousarray(arr[:, c]), sr, name=name,
